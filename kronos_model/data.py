@@ -1,0 +1,160 @@
+"""OHLCV input checks and feature preparation shared by the predictor, training and the backtrader feeds."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .errors import (
+    DataError,
+    DuplicateTimestampError,
+    MissingColumnError,
+    NonFiniteValueError,
+    NonPositivePriceError,
+    TimestampError,
+    UnsortedIndexError,
+)
+
+PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
+FEATURE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume", "amount")
+STAMP_FIELDS: tuple[str, ...] = ("minute", "hour", "weekday", "day", "month")
+
+
+def _where(df: pd.DataFrame, mask: np.ndarray, label: str) -> str:
+    """Describe the first offending row of ``mask`` for an error message."""
+    pos = int(np.flatnonzero(mask)[0])
+    return f"{label}: {int(mask.sum())} row(s), first at position {pos} (index {df.index[pos]!r})"
+
+
+def prepare_ohlcv(df: pd.DataFrame, *, name: str = "df") -> pd.DataFrame:
+    """Validate an OHLCV frame and return a float copy with the six model features.
+
+    Fills follow the reference: no ``volume`` -> volume and amount are 0; no ``amount`` ->
+    ``amount = volume * mean(open, high, low, close)``. Unlike the reference, an existing ``amount``
+    is kept when only ``volume`` is missing. Raises a :class:`DataError` subclass naming the problem.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise DataError(f"{name} must be a pandas DataFrame, got {type(df).__name__}")
+    missing = [c for c in PRICE_COLUMNS if c not in df.columns]
+    if missing:
+        raise MissingColumnError(
+            f"{name} is missing required price column(s) {missing}; it has {list(df.columns)}"
+        )
+    out = df.copy()
+    if "volume" not in out.columns:
+        out["volume"] = 0.0
+        if "amount" not in out.columns:
+            out["amount"] = 0.0
+    elif "amount" not in out.columns:
+        out["amount"] = out["volume"] * out[list(PRICE_COLUMNS)].mean(axis=1)
+    try:
+        values = out[list(FEATURE_COLUMNS)].to_numpy(dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{name} has non-numeric values in the OHLCV columns: {exc}") from exc
+    if not np.isfinite(values).all():
+        bad = ~np.isfinite(values).all(axis=1)
+        cols = [c for j, c in enumerate(FEATURE_COLUMNS) if not np.isfinite(values[:, j]).all()]
+        raise NonFiniteValueError(_where(out, bad, f"{name} has NaN/inf values in {cols}"))
+    prices = values[:, :4]
+    if (prices <= 0).any():
+        raise NonPositivePriceError(_where(out, (prices <= 0).any(axis=1), f"{name} has non-positive prices"))
+    if (values[:, 1] < values[:, 2]).any():
+        raise NonPositivePriceError(_where(out, values[:, 1] < values[:, 2], f"{name} has high < low"))
+    if (values[:, 4:] < 0).any():
+        raise DataError(_where(out, (values[:, 4:] < 0).any(axis=1), f"{name} has negative volume/amount"))
+    out = out[list(FEATURE_COLUMNS)].astype(np.float64)
+    return out
+
+
+def to_timestamps(stamps: object, *, name: str = "timestamps") -> pd.DatetimeIndex:
+    """Turn a Series, DatetimeIndex or sequence of datetimes into a DatetimeIndex (values kept as given)."""
+    if stamps is None:
+        raise TimestampError(f"{name} is required")
+    try:
+        if isinstance(stamps, pd.Series):
+            idx = pd.DatetimeIndex(pd.to_datetime(stamps.to_numpy() if stamps.dt.tz is None else stamps))
+        else:
+            idx = pd.DatetimeIndex(pd.to_datetime(stamps))
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise TimestampError(f"{name} cannot be read as datetimes: {exc}") from exc
+    if idx.hasnans:
+        raise TimestampError(f"{name} contains missing (NaT) timestamps")
+    return idx
+
+
+def check_time_order(stamps: pd.DatetimeIndex, *, name: str = "timestamps") -> None:
+    """Raise if timestamps are duplicated or not strictly increasing."""
+    if len(stamps) < 2:
+        return
+    diffs = np.diff(stamps.asi8)
+    if (diffs == 0).any():
+        pos = int(np.flatnonzero(diffs == 0)[0]) + 1
+        raise DuplicateTimestampError(f"{name} has a duplicate timestamp {stamps[pos]} at position {pos}")
+    if (diffs < 0).any():
+        pos = int(np.flatnonzero(diffs < 0)[0]) + 1
+        raise UnsortedIndexError(
+            f"{name} is not sorted: {stamps[pos]} at position {pos} comes after {stamps[pos - 1]}"
+        )
+
+
+def calendar_features(stamps: pd.DatetimeIndex) -> np.ndarray:
+    """Calendar features [minute, hour, weekday (Mon=0), day, month] as float32, shape [T, 5]."""
+    return np.stack(
+        [stamps.minute, stamps.hour, stamps.weekday, stamps.day, stamps.month], axis=1
+    ).astype(np.float32)
+
+
+def infer_future_timestamps(stamps: pd.DatetimeIndex, pred_len: int) -> pd.DatetimeIndex:
+    """Continue ``stamps`` by ``pred_len`` steps of their own frequency (business days for daily stock bars)."""
+    if len(stamps) < 3:
+        raise TimestampError("cannot infer the bar frequency from fewer than 3 timestamps; pass y_timestamp")
+    freq = pd.infer_freq(stamps[-min(len(stamps), 60) :])
+    if freq is None:
+        step = pd.Series(stamps[1:] - stamps[:-1]).mode()
+        if step.empty or step.iloc[0] <= pd.Timedelta(0):
+            raise TimestampError("cannot infer the bar frequency from the history; pass y_timestamp")
+        delta = step.iloc[0]
+        if delta == pd.Timedelta(days=1) and (stamps.weekday < 5).all():
+            freq = "B"
+        else:
+            return pd.DatetimeIndex([stamps[-1] + delta * (i + 1) for i in range(pred_len)], name=stamps.name)
+    offset = pd.tseries.frequencies.to_offset(freq)
+    return pd.date_range(stamps[-1] + offset, periods=pred_len, freq=offset, name=stamps.name)
+
+
+def frame_timestamps(df: pd.DataFrame, x_timestamp: object | None = None) -> pd.DatetimeIndex:
+    """Pick the history timestamps: explicit ``x_timestamp``, a ``timestamp(s)`` column, or a DatetimeIndex."""
+    if x_timestamp is not None:
+        return to_timestamps(x_timestamp, name="x_timestamp")
+    for col in ("timestamps", "timestamp", "date", "datetime"):
+        if col in df.columns:
+            return to_timestamps(df[col], name=f"df[{col!r}]")
+    if isinstance(df.index, pd.DatetimeIndex):
+        return pd.DatetimeIndex(df.index)
+    raise TimestampError(
+        "no timestamps: pass x_timestamp, give df a DatetimeIndex, or a 'timestamp' column"
+    )
+
+
+def window_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and population std over the lookback rows (float32), as the reference computes them."""
+    x = np.asarray(x, dtype=np.float32)
+    return np.mean(x, axis=0), np.std(x, axis=0)
+
+
+def normalize(x: np.ndarray, mean: np.ndarray, std: np.ndarray, clip: float) -> np.ndarray:
+    """(x - mean) / (std + 1e-5), clipped to +-clip, float32."""
+    return np.clip((np.asarray(x, dtype=np.float32) - mean) / (std + 1e-5), -clip, clip)
+
+
+def denormalize(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`normalize` (without the clip)."""
+    return x * (std + 1e-5) + mean
+
+
+def check_lengths(values: Sequence[int], what: str) -> None:
+    """Raise a DataError if a sequence of lengths is not all equal."""
+    if len(set(values)) > 1:
+        raise DataError(f"{what} must all have the same length, got {list(values)}")

@@ -1,0 +1,1 @@
+"""kronos-bt: Kronos forecasts inside backtrader (indicators, strategies, walk-forward, reports, paper trading)."""

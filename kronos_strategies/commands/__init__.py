@@ -1,0 +1,1 @@
+"""Sub-commands of the ``kronos-bt`` CLI, one module per job."""
