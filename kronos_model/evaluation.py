@@ -1,0 +1,428 @@
+"""Rolling-origin forecast evaluation of Kronos against simple baselines on one OHLCV series.
+
+Each origin ``t`` is a bar inside the evaluation range; its window is the ``lookback`` bars strictly
+before ``t`` and its targets are the closes of bars ``t .. t + horizon - 1``. Kronos forecasts all
+windows through ``KronosPredictor.forecast_batch`` (the batched fast path); each baseline sees the
+same windows; :mod:`kronos_model.metrics` scores every method per horizon on the same targets.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .baselines import BASELINES, run_baseline
+from .data import check_time_order, frame_timestamps, prepare_ohlcv
+from .errors import DataError, InsufficientHistoryError, LookaheadError, SamplingError
+from .metrics import METRIC_NAMES, score_paths
+
+__all__ = ["EvaluationResult", "evaluate", "origin_positions"]
+
+logger = logging.getLogger(__name__)
+
+KRONOS = "kronos"
+LOWER_IS_BETTER = frozenset({"mae", "rmse", "crps", "vol_mae", "vol_qlike"})
+HIGHER_IS_BETTER = frozenset({"hit_rate", "ic", "rank_ic", "vol_ic"})
+PLOT_METRICS: tuple[str, ...] = ("crps", "mae", "hit_rate", "rank_ic", "coverage", "vol_mae")
+
+
+def _bound(value: object, stamps: pd.DatetimeIndex, what: str) -> pd.Timestamp | None:
+    """A start/end bound as a Timestamp comparable with ``stamps`` (time zone matched)."""
+    if value is None:
+        return None
+    try:
+        ts = pd.Timestamp(value)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{what} {value!r} is not a date: {exc}") from exc
+    if stamps.tz is not None and ts.tz is None:
+        return ts.tz_localize(stamps.tz)
+    if stamps.tz is None and ts.tz is not None:
+        return ts.tz_convert("UTC").tz_localize(None)
+    return ts
+
+
+def origin_positions(
+    stamps: pd.DatetimeIndex,
+    lookback: int,
+    horizon: int,
+    *,
+    start: object = None,
+    end: object = None,
+    stride: int = 1,
+) -> np.ndarray:
+    """Row positions of the forecast origins, int64 [N].
+
+    An origin ``p`` needs ``lookback`` bars before it (rows ``p - lookback .. p - 1``) and its
+    ``horizon`` target bars ``p .. p + horizon - 1`` inside ``[start, end]`` (inclusive timestamps);
+    origins are then thinned to every ``stride``-th one.
+    """
+    if lookback < 2 or horizon < 1 or stride < 1:
+        raise DataError(f"need lookback >= 2, horizon >= 1, stride >= 1; got {lookback}, {horizon}, {stride}")
+    lo, hi = _bound(start, stamps, "start"), _bound(end, stamps, "end")
+    pos = np.arange(lookback, len(stamps) - horizon + 1)
+    keep = np.ones(len(pos), bool)
+    if lo is not None:
+        keep &= stamps[pos] >= lo
+    if hi is not None:
+        keep &= stamps[pos + horizon - 1] <= hi
+    pos = pos[keep][::stride]
+    if len(pos) == 0:
+        raise InsufficientHistoryError(
+            f"no forecast origin fits: {len(stamps)} bars from {stamps[0]} to {stamps[-1]}, lookback {lookback}, "
+            f"horizon {horizon}, range {start} .. {end}; widen the range or shorten lookback/horizon"
+        )
+    return pos
+
+
+@dataclass
+class EvaluationResult:
+    """Per-horizon scores of every method on the same windows, with the paths to plot them.
+
+    Attributes
+    ----------
+    scores : pd.DataFrame
+        Rows MultiIndex ``(method, horizon)`` (horizon 1..H), columns :data:`METRIC_NAMES`.
+    paths : dict[str, np.ndarray]
+        Method -> float64 [N, S, H] close sample paths (Kronos samples are float32 values).
+    realised : np.ndarray
+        float64 [N, H] realised closes; ``last_close`` float64 [N] closes at ``origin - 1``.
+    close : pd.Series
+        The series' closes, for plotting history around an origin.
+    """
+
+    name: str
+    settings: dict[str, Any]
+    origins: pd.DatetimeIndex
+    positions: np.ndarray
+    scores: pd.DataFrame
+    paths: dict[str, np.ndarray] = field(repr=False)
+    realised: np.ndarray = field(repr=False)
+    last_close: np.ndarray = field(repr=False)
+    close: pd.Series = field(repr=False)
+
+    @property
+    def methods(self) -> list[str]:
+        return list(self.paths)
+
+    @property
+    def horizon(self) -> int:
+        return int(self.realised.shape[1])
+
+    def metric(self, name: str) -> pd.DataFrame:
+        """One metric as a table [horizon x method]."""
+        if name not in self.scores.columns:
+            raise KeyError(f"unknown metric {name!r}; choose from {list(self.scores.columns)}")
+        return self.scores[name].unstack(0)[self.methods]
+
+    def at(self, horizon: int) -> pd.DataFrame:
+        """All metrics at one horizon, a table [method x metric]."""
+        return self.scores.xs(int(horizon), level="horizon").loc[self.methods]
+
+    def _display_horizons(self) -> list[int]:
+        return sorted({h for h in (1, 5, 10, 20, 50, self.horizon) if h <= self.horizon})
+
+    def checks(self) -> list[str]:
+        """Plain statements on the issue's targets, averaged over horizons (Kronos only)."""
+        if KRONOS not in self.paths:
+            return []
+        avg = self.scores.groupby(level="method").mean()
+        lines = []
+        others = [m for m in self.methods if m != KRONOS]
+        if others:
+            best = avg.loc[others, "crps"].idxmin()
+            k, b = avg.loc[KRONOS, "crps"], avg.loc[best, "crps"]
+            verdict = "at or below" if k <= b else "ABOVE"
+            lines.append(
+                f"CRPS (mean over horizons): kronos {k:.5f} is {verdict} the best baseline {best} {b:.5f}"
+            )
+        cov = avg.loc[KRONOS, "coverage"]
+        inside = "inside" if 0.75 <= cov <= 0.85 else "OUTSIDE"
+        lines.append(f"80% interval coverage: {cov:.3f}, {inside} the target 0.75..0.85")
+        if "garch" in self.paths:
+            for m in ("vol_mae", "vol_qlike"):
+                k, g = avg.loc[KRONOS, m], avg.loc["garch", m]
+                lines.append(f"{m}: kronos {k:.5f} vs garch {g:.5f} ({'better' if k < g else 'NOT better'})")
+        h1 = self.at(1).loc[KRONOS]
+        lines.append(f"RankIC at h=1: {h1['rank_ic']:.4f} (t = {h1['rank_ic_t']:.2f})")
+        return lines
+
+    def to_markdown(self) -> str:
+        """The report: settings, target checks, and every metric per method at a few horizons."""
+        s = self.settings
+        out = [
+            f"# Forecast skill: {self.name}",
+            "",
+            f"{len(self.origins)} origins from {self.origins[0]} to {self.origins[-1]} (stride {s['stride']}); "
+            f"lookback {s['lookback']}, horizon {s['horizon']}, {s['sample_count']} samples, seed {s['seed']}.",
+            "",
+        ]
+        checks = self.checks()
+        if checks:
+            out += ["## Targets", ""] + [f"- {c}" for c in checks] + [""]
+        for h in self._display_horizons():
+            out += [f"## Horizon {h}", "", _markdown_table(self.at(h), self.settings["level"]), ""]
+        out += ["## Definitions", "", *[f"- {line}" for line in DEFINITIONS], ""]
+        return "\n".join(out)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: settings, origins, and per-method lists of each metric over horizons 1..H."""
+        scores = {
+            m: {k: [_finite(v) for v in self.metric(k)[m]] for k in self.scores.columns} for m in self.methods
+        }
+        return {
+            "name": self.name,
+            "settings": {k: _jsonable(v) for k, v in self.settings.items()},
+            "origins": {
+                "count": len(self.origins),
+                "first": str(self.origins[0]),
+                "last": str(self.origins[-1]),
+            },
+            "horizons": list(range(1, self.horizon + 1)),
+            "scores": scores,
+            "checks": self.checks(),
+        }
+
+    def to_json(self, indent: int = 2) -> str:
+        """The report as strict JSON (NaN and infinities become null)."""
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def plot_fan(self, path: str | Path, *, origin: int = -1, method: str | None = None) -> Path:
+        """Fan chart (10-90 % and 25-75 % bands, median) of one origin on the price, with the realised path."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        method = method or next((m for m in (KRONOS, "garch") if m in self.paths), self.methods[0])
+        pos = int(self.positions[origin])
+        past = self.close.iloc[max(0, pos - max(3 * self.horizon, 30)) : pos]
+        # the future lines start at the last history bar so the fan visibly grows out of it
+        future = self.close.index[pos - 1 : pos + self.horizon]
+        start = self.last_close[origin]
+        q = np.quantile(self.paths[method][origin], [0.1, 0.25, 0.5, 0.75, 0.9], axis=0)
+        q = np.concatenate([np.full((5, 1), start), q], axis=1)
+        fig, ax = plt.subplots(figsize=(9, 4.5))
+        ax.plot(past.index, past.to_numpy(), color="black", lw=1.2, label="history")
+        ax.plot(future, np.r_[start, self.realised[origin]], color="black", lw=1.2, ls="--", label="realised")
+        ax.fill_between(future, q[0], q[4], alpha=0.2, color="C0", label="10-90 %")
+        ax.fill_between(future, q[1], q[3], alpha=0.35, color="C0", label="25-75 %")
+        ax.plot(future, q[2], color="C0", lw=1.5, label=f"{method} median")
+        ax.set_title(f"{self.name}: {method} forecast from {self.origins[origin]}")
+        ax.set_ylabel("close")
+        ax.legend(loc="best", fontsize=8)
+        fig.autofmt_xdate()
+        return _save(fig, path)
+
+    def plot_metrics(self, path: str | Path, metrics: Sequence[str] = PLOT_METRICS) -> Path:
+        """One panel per metric, one line per method, against the horizon."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        cols = min(3, len(metrics))
+        rows = math.ceil(len(metrics) / cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+        for ax, name in zip(axes.flat, metrics):
+            table = self.metric(name)
+            for m in self.methods:
+                ax.plot(table.index, table[m].to_numpy(), marker="o", ms=3, label=m)
+            if name == "coverage":
+                ax.axhline(self.settings["level"], color="grey", ls=":")
+            ax.set_title(name)
+            ax.set_xlabel("horizon")
+        for ax in list(axes.flat)[len(metrics) :]:
+            ax.axis("off")
+        axes.flat[0].legend(fontsize=7)
+        fig.suptitle(f"{self.name}: skill vs horizon ({len(self.origins)} origins)")
+        return _save(fig, path)
+
+    def save(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write ``report.md``, ``report.json``, ``fan.png`` and ``metrics.png`` into ``out_dir``."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.md").write_text(self.to_markdown())
+        (out / "report.json").write_text(self.to_json())
+        return {
+            "markdown": out / "report.md",
+            "json": out / "report.json",
+            "fan": self.plot_fan(out / "fan.png"),
+            "metrics": self.plot_metrics(out / "metrics.png"),
+        }
+
+
+DEFINITIONS: tuple[str, ...] = (
+    "Origin t: the lookback bars strictly before t form the window; targets are closes of bars t..t+h-1.",
+    "Point forecast = mean of the sample closes; mae/rmse are in price units.",
+    "hit_rate: sign of the predicted mean return equals the realised sign (a zero return counts 0.5).",
+    "ic / rank_ic: Pearson / Spearman correlation over origins of predicted mean vs realised h-step return;"
+    " t-statistics use N*min(1, stride/h) independent origins because longer returns overlap.",
+    "crps: exact CRPS of the sample distribution of close/last_close (return units; a point mass scores |error|).",
+    "coverage / width: share of outcomes inside the central interval, and its mean width in return units.",
+    "vol_mae: |mean over samples of |log step return| - realised |log step return||; vol_qlike: log v + r^2/v"
+    " with v the sampled mean squared log step return; vol_ic: correlation of forecast vs realised |return|.",
+    "Baselines: random_walk (last close, point mass); drift (Gaussian log returns with the window's mean/std);"
+    " bootstrap (window log returns resampled); garch (GARCH(1,1), constant mean, fitted per window).",
+)
+
+
+def _finite(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def _markdown_table(table: pd.DataFrame, level: float) -> str:
+    """A [method x metric] table in markdown with the best value of each ranked column in bold."""
+    best: dict[str, float] = {}
+    for col in table.columns:
+        vals = table[col].replace([np.inf, -np.inf], np.nan)
+        if vals.notna().any() and col in LOWER_IS_BETTER:
+            best[col] = vals.min()
+        elif vals.notna().any() and col in HIGHER_IS_BETTER:
+            best[col] = vals.max()
+        elif vals.notna().any() and col == "coverage":
+            best[col] = vals.iloc[int(np.nanargmin(np.abs(vals.to_numpy() - level)))]
+    lines = ["| method | " + " | ".join(table.columns) + " |", "|---" * (len(table.columns) + 1) + "|"]
+    for method, row in table.iterrows():
+        cells = []
+        for col, v in row.items():
+            text = "n/a" if not np.isfinite(v) else f"{v:.4g}"
+            cells.append(f"**{text}**" if col in best and v == best[col] else text)
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _kronos_paths(
+    predictor: Any, frames: list[pd.DataFrame], horizon: int, sample_count: int, sampling: dict[str, Any]
+) -> np.ndarray:
+    """Close paths float64 [N, S, H] for all windows from one batched ``forecast_batch`` call."""
+    forecasts = predictor.forecast_batch(frames, horizon, sample_count=sample_count, **sampling)
+    for frame, fc in zip(frames, forecasts, strict=True):
+        if fc.history_end is not None and pd.Timestamp(fc.history_end) != frame.index[-1]:
+            raise LookaheadError(
+                f"forecast history ends at {fc.history_end}, window ends at {frame.index[-1]}"
+            )
+    return np.stack([fc.paths("close") for fc in forecasts]).astype(np.float64)
+
+
+def evaluate(
+    df: pd.DataFrame,
+    predictor: Any = None,
+    *,
+    lookback: int,
+    horizon: int,
+    sample_count: int = 20,
+    start: object = None,
+    end: object = None,
+    stride: int = 1,
+    baselines: Sequence[str] = tuple(BASELINES),
+    seed: int = 0,
+    T: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 0.9,
+    batch_size: int = 64,
+    level: float = 0.8,
+    name: str = "series",
+    verbose: bool = False,
+) -> EvaluationResult:
+    """Score Kronos (when ``predictor`` is given) and ``baselines`` on rolling origins of ``df``.
+
+    Parameters
+    ----------
+    df : pd.DataFrame
+        OHLCV bars with a DatetimeIndex or a ``timestamp`` column (validated by ``prepare_ohlcv``).
+    predictor : KronosPredictor or None
+        Anything with ``forecast_batch``; None scores the baselines only.
+    lookback, horizon, sample_count, stride : int
+        Window length, forecast steps H, sample paths S per window, bars between origins.
+    start, end : date-like or None
+        Inclusive range that every target bar must fall in (history may precede ``start``).
+    seed : int
+        Seeds Kronos sampling and, with the origin position, every baseline window.
+
+    Returns
+    -------
+    EvaluationResult
+        Scores per (method, horizon) plus the paths; see ``to_markdown``, ``to_json``, ``save``.
+    """
+    if sample_count < 1:
+        raise SamplingError(f"sample_count must be >= 1, got {sample_count}")
+    unknown = [b for b in baselines if b not in BASELINES]
+    if unknown:
+        raise DataError(f"unknown baseline(s) {unknown}; choose from {sorted(BASELINES)}")
+    stamps = frame_timestamps(df)
+    check_time_order(stamps, name=name)
+    feats = prepare_ohlcv(df, name=name)
+    feats.index = stamps
+    positions = origin_positions(stamps, lookback, horizon, start=start, end=end, stride=stride)
+    close = feats["close"].to_numpy()
+    realised = np.stack([close[p : p + horizon] for p in positions])
+    last_close = close[positions - 1]
+    paths: dict[str, np.ndarray] = {}
+    if predictor is not None:
+        frames = [feats.iloc[p - lookback : p] for p in positions]
+        sampling = {"T": T, "top_k": top_k, "top_p": top_p, "seed": seed, "batch_size": batch_size}
+        paths[KRONOS] = _kronos_paths(
+            predictor, frames, horizon, sample_count, {**sampling, "verbose": verbose}
+        )
+    for b in baselines:
+        paths[b] = np.stack(
+            [
+                run_baseline(b, close[p - lookback : p], horizon, sample_count, (seed, int(p)))
+                for p in positions
+            ]
+        )
+        logger.info("baseline %s: %d windows", b, len(positions))
+    if not paths:
+        raise DataError("nothing to evaluate: give a predictor or at least one baseline")
+    frames_out = []
+    for method, arr in paths.items():
+        scores = score_paths(arr, realised, last_close, level=level, stride=stride)
+        frame = pd.DataFrame({k: scores[k] for k in METRIC_NAMES})
+        frame.index = pd.MultiIndex.from_product(
+            [[method], range(1, horizon + 1)], names=["method", "horizon"]
+        )
+        frames_out.append(frame)
+    settings = {
+        "lookback": lookback, "horizon": horizon, "sample_count": sample_count, "stride": stride,
+        "start": start, "end": end, "seed": seed, "T": T, "top_k": top_k, "top_p": top_p, "level": level,
+        "baselines": list(baselines), "model": getattr(predictor, "fingerprint", None),
+    }  # fmt: skip
+    return EvaluationResult(
+        name=name,
+        settings=settings,
+        origins=stamps[positions],
+        positions=positions,
+        scores=pd.concat(frames_out),
+        paths=paths,
+        realised=realised,
+        last_close=last_close,
+        close=feats["close"],
+    )
