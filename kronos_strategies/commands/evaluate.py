@@ -1,0 +1,104 @@
+"""``kronos-bt evaluate``: rolling-origin forecast skill of a Kronos model against simple baselines."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import pandas as pd
+
+from kronos_model.baselines import BASELINES
+from kronos_model.errors import DataError
+
+ARCH_DATASETS: tuple[str, ...] = ("sp500", "nasdaq")
+
+
+def _load_arch(name: str) -> pd.DataFrame:
+    """Daily index OHLCV shipped with the ``arch`` package (offline); the ``Close`` column is used."""
+    from arch.data import nasdaq, sp500
+
+    return {"sp500": sp500, "nasdaq": nasdaq}[name].load()
+
+
+def _load_series(args: argparse.Namespace) -> tuple[pd.DataFrame, str]:
+    """The validated OHLCV frame and its display name, from ``--csv`` or ``--arch``."""
+    from kronos_strategies.feeds import read_ohlcv
+
+    if args.csv:
+        return read_ohlcv(args.csv), args.name or str(args.csv)
+    return read_ohlcv(_load_arch(args.arch), name=args.arch), args.name or args.arch
+
+
+def _load_predictor(args: argparse.Namespace) -> Any:
+    """The predictor for ``--model`` (default: the bundled checkpoint); None for ``--model none``."""
+    if args.model and args.model.lower() == "none":
+        return None
+    from kronos_model import KronosPredictor
+
+    return KronosPredictor.from_pretrained(args.model, device=args.device, max_context=args.max_context)
+
+
+def handler(args: argparse.Namespace) -> int:
+    """Run the evaluation, write report.md/report.json/fan.png/metrics.png and print the report."""
+    from kronos_model.evaluation import evaluate
+
+    baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
+    frame, name = _load_series(args)
+    predictor = _load_predictor(args)
+    if predictor is None and not baselines:
+        raise DataError("nothing to evaluate: --model none needs at least one --baselines entry")
+    result = evaluate(
+        frame,
+        predictor,
+        lookback=args.lookback,
+        horizon=args.horizon,
+        sample_count=args.samples,
+        start=args.start,
+        end=args.end,
+        stride=args.stride,
+        baselines=baselines,
+        seed=args.seed,
+        T=args.temperature,
+        top_p=args.top_p,
+        batch_size=args.batch_size,
+        name=name,
+        verbose=not args.quiet,
+    )
+    files = result.save(args.out)
+    print(result.to_markdown())
+    print("wrote " + ", ".join(str(p) for p in files.values()))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``evaluate`` sub-command."""
+    p = subparsers.add_parser(
+        "evaluate",
+        help="forecast skill of a model vs random-walk, drift, bootstrap and GARCH baselines",
+        description="Rolling-origin evaluation: every origin in [start, end] is forecast from the "
+        "lookback bars strictly before it; metrics per horizon for the model and each baseline.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--csv", help="OHLCV CSV/Parquet file with a timestamp column")
+    src.add_argument("--arch", choices=ARCH_DATASETS, help="daily index data shipped with the arch package")
+    p.add_argument("--name", default=None, help="series name in the report (default: the file or data set)")
+    p.add_argument("--start", default=None, help="first date a target bar may fall on (inclusive)")
+    p.add_argument("--end", default=None, help="last date a target bar may fall on (inclusive)")
+    p.add_argument("--lookback", type=int, default=256, help="history bars per window")
+    p.add_argument("--horizon", type=int, default=10, help="forecast steps per window")
+    p.add_argument("--samples", type=int, default=32, help="sample paths per window")
+    p.add_argument("--stride", type=int, default=5, help="bars between consecutive origins")
+    p.add_argument(
+        "--model", default=None, help="checkpoint path or hub id; default: bundled; 'none': baselines only"
+    )
+    p.add_argument("--device", default="cpu", help="torch device for the model")
+    p.add_argument("--max-context", type=int, default=None, help="model context limit (default: the model's)")
+    p.add_argument("--baselines", default=",".join(BASELINES), help="comma-separated baselines ('' for none)")
+    p.add_argument("--seed", type=int, default=0, help="seed for model sampling and baselines")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature T")
+    p.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling threshold")
+    p.add_argument("--batch-size", type=int, default=64, help="windows per forward pass")
+    p.add_argument("--out", default="evaluation", help="output folder for the report and plots")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=handler)
