@@ -102,7 +102,7 @@ def check_time_order(stamps: pd.DatetimeIndex, *, name: str = "timestamps") -> N
 def calendar_features(stamps: pd.DatetimeIndex) -> np.ndarray:
     """Calendar features [minute, hour, weekday (Mon=0), day, month] as float32, shape [T, 5]."""
     return np.stack(
-        [stamps.minute, stamps.hour, stamps.weekday, stamps.day, stamps.month], axis=1
+        [stamps.minute, stamps.hour, stamps.day_of_week, stamps.day, stamps.month], axis=1
     ).astype(np.float32)
 
 
@@ -116,7 +116,7 @@ def infer_future_timestamps(stamps: pd.DatetimeIndex, pred_len: int) -> pd.Datet
         if step.empty or step.iloc[0] <= pd.Timedelta(0):
             raise TimestampError("cannot infer the bar frequency from the history; pass y_timestamp")
         delta = step.iloc[0]
-        if delta == pd.Timedelta(days=1) and (stamps.weekday < 5).all():
+        if delta == pd.Timedelta(days=1) and (stamps.day_of_week < 5).all():
             freq = "B"
         else:
             return pd.DatetimeIndex([stamps[-1] + delta * (i + 1) for i in range(pred_len)], name=stamps.name)

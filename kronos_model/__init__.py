@@ -1,0 +1,31 @@
+"""kronos_model: the Kronos candlestick foundation model (tokenizer, predictor, fast inference, fine-tuning).
+
+Checkpoint-compatible with the released NeoQuasar/Kronos-* weights; never imports backtrader.
+"""
+
+from __future__ import annotations
+
+from .config import KronosConfig, KronosTokenizerConfig
+from .errors import CheckpointError, DataError, KronosError
+from .forecast import Forecast
+from .predictor import KronosPredictor
+from .tokenizer import KronosTokenizer
+from .transformer import Kronos
+
+__all__ = [
+    "CheckpointError",
+    "DataError",
+    "Forecast",
+    "Kronos",
+    "KronosConfig",
+    "KronosError",
+    "KronosPredictor",
+    "KronosTokenizer",
+    "KronosTokenizerConfig",
+    "load_default",
+]
+
+
+def load_default(device: str | None = "cpu") -> KronosPredictor:
+    """The bundled offline model (``kronos-bt/nano``), ready to forecast."""
+    return KronosPredictor.from_pretrained(None, device=device)

@@ -1,0 +1,158 @@
+"""Autoregressive generation of future tokens, with and without a KV cache.
+
+Both paths reproduce the reference loop (KRONOS_SPEC 7.4): the whole history is tokenised, the predictor
+sees the last ``min(n, max_context)`` tokens with RoPE positions restarting at 0 in that window, the stamp
+of each *input* token is fed, and the final decode runs on the last ``max_context`` tokens.
+
+* ``use_cache=False`` recomputes the window at every step for every sample (the reference behaviour).
+* ``use_cache=True`` encodes and prefills each window once, shares that prefill across its sample paths,
+  then decodes one token per step from cached keys/values. Once a window would slide past
+  ``max_context`` every position changes, so that step is recomputed, exactly as the reference does.
+
+Windows of unequal length are left-padded; per-row RoPE positions and key masks keep each row's
+numbers those of its own unpadded window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .layers import left_pad_positions
+from .sampling import sample_from_logits
+from .tokenizer import KronosTokenizer
+from .transformer import Kronos
+
+
+@dataclass
+class SamplingArgs:
+    """Temperature, filters, and the randomness source (uniforms [N, P, 2] or a generator)."""
+
+    T: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    generator: torch.Generator | None = None
+    uniforms: torch.Tensor | None = None
+
+    def draw(self, logits: torch.Tensor, step: int, which: int) -> torch.Tensor:
+        u = None if self.uniforms is None else self.uniforms[:, step, which]
+        return sample_from_logits(logits, self.T, self.top_k, self.top_p, generator=self.generator, uniform=u)
+
+
+class _Window:
+    """Which buffer columns each row's predictor window covers after ``n`` tokens per row."""
+
+    def __init__(self, lengths: torch.Tensor, end: int, max_context: int):
+        self.sizes = lengths.clamp(max=max_context)  # [N] real tokens in each row's window
+        self.width = int(self.sizes.max())
+        self.end = end
+        self.start = end - self.width
+        self.positions, self.key_mask = left_pad_positions(self.sizes, self.width)
+        self.sliding = bool((lengths > max_context).any())
+
+
+def _sample_step(model: Kronos, context_last: torch.Tensor, key_mask, dep_cache, sampling: SamplingArgs, step: int,
+                 full_context: torch.Tensor | None = None):
+    """s1 from the last context row, then s2 conditioned on it; returns ids [N, 1] each."""
+    s1 = sampling.draw(model.head(context_last[:, -1]), step, 0)
+    sibling = model.embedding.emb_s1(s1)
+    if dep_cache is None:
+        x2 = model.dep_layer(sibling, full_context, key_mask)[:, -1]
+    else:
+        x2 = model.dep_layer(sibling, context_last, key_mask, dep_cache)[:, -1]
+    s2 = sampling.draw(model.head.cond_forward(x2), step, 1)
+    return s1, s2
+
+
+@torch.inference_mode()
+def generate(
+    tokenizer: KronosTokenizer,
+    model: Kronos,
+    x: torch.Tensor,
+    lengths: torch.Tensor,
+    stamps: torch.Tensor,
+    pred_len: int,
+    max_context: int,
+    sample_count: int,
+    sampling: SamplingArgs,
+    *,
+    clip: float = 5.0,
+    use_cache: bool = True,
+    record: dict | None = None,
+) -> torch.Tensor:
+    """Forecast normalised bars.
+
+    Parameters
+    ----------
+    x : [B, L, d_in] normalised history, left-padded to the longest row.
+    lengths : [B] real history rows per window.
+    stamps : [B, L + pred_len, 5] calendar features of history (left-padded alike) then future bars.
+
+    record : optional dict that receives the generated ids ``gen_s1``/``gen_s2`` [N, pred_len].
+
+    Returns
+    -------
+    [B, sample_count, pred_len, d_in] decoded paths in normalised space (not averaged).
+    """
+    batch, width = x.shape[:2]
+    device = x.device
+    x = x.clamp(-clip, clip)
+    n_rows = batch * sample_count
+    if use_cache:
+        positions, key_mask = left_pad_positions(lengths, width)
+        s1_hist, s2_hist = tokenizer.encode(x, half=True, positions=positions, key_mask=key_mask)
+    else:  # the reference tokenises every sample's copy of the history
+        x_rep = x.repeat_interleave(sample_count, 0)
+        positions, key_mask = left_pad_positions(lengths.repeat_interleave(sample_count), width)
+        s1_hist, s2_hist = tokenizer.encode(x_rep, half=True, positions=positions, key_mask=key_mask)
+        s1_hist, s2_hist = s1_hist[::sample_count], s2_hist[::sample_count]
+
+    total = width + pred_len
+    s1_buf = torch.zeros(n_rows, total, dtype=torch.long, device=device)
+    s2_buf = torch.zeros_like(s1_buf)
+    s1_buf[:, :width] = s1_hist.repeat_interleave(sample_count, 0)
+    s2_buf[:, :width] = s2_hist.repeat_interleave(sample_count, 0)
+    stamp_buf = stamps.repeat_interleave(sample_count, 0)
+    row_lengths = lengths.to(device).repeat_interleave(sample_count)
+
+    cache = None
+    for step in range(pred_len):
+        n_tokens = row_lengths + step
+        win = _Window(n_tokens, width + step, max_context)
+        cols = slice(win.start, win.end)
+        if use_cache and cache is not None and not win.sliding:
+            # one new token per row, at the next position of its window
+            new = slice(win.end - 1, win.end)
+            key_mask = None if win.key_mask is None else win.key_mask
+            context = model.backbone(s1_buf[:, new], s2_buf[:, new], stamp_buf[:, new],
+                                     win.positions[:, -1:], key_mask, cache)
+            cache.dep.append(*model.dep_layer.cross_attn.project_kv(context))
+            s1, s2 = _sample_step(model, context, key_mask, cache.dep, sampling, step)
+        elif use_cache and not win.sliding:
+            # prefill once per window, then share it across the sample paths
+            rows = slice(None, None, sample_count)
+            cache = model.new_cache(win.width + pred_len)
+            km = None if win.key_mask is None else win.key_mask[rows]
+            context = model.backbone(s1_buf[rows, cols], s2_buf[rows, cols], stamp_buf[rows, cols],
+                                     win.positions[rows], km, cache)
+            cache.dep.append(*model.dep_layer.cross_attn.project_kv(context))
+            cache.repeat_interleave(sample_count)
+            context_last = context[:, -1:].repeat_interleave(sample_count, 0)
+            s1, s2 = _sample_step(model, context_last, win.key_mask, cache.dep, sampling, step)
+        else:
+            cache = None
+            context = model.backbone(s1_buf[:, cols], s2_buf[:, cols], stamp_buf[:, cols],
+                                     None if win.key_mask is None else win.positions, win.key_mask)
+            s1, s2 = _sample_step(model, context, win.key_mask, None, sampling, step, full_context=context)
+        s1_buf[:, width + step] = s1[:, 0]
+        s2_buf[:, width + step] = s2[:, 0]
+
+    if record is not None:
+        record["gen_s1"], record["gen_s2"] = s1_buf[:, width:].clone(), s2_buf[:, width:].clone()
+    final = _Window(row_lengths + pred_len, total, max_context)
+    cols = slice(final.start, final.end)
+    decoded = tokenizer.decode((s1_buf[:, cols], s2_buf[:, cols]), half=True,
+                               positions=None if final.key_mask is None else final.positions,
+                               key_mask=final.key_mask)
+    return decoded[:, -pred_len:].float().reshape(batch, sample_count, pred_len, -1)

@@ -1,0 +1,179 @@
+"""Building blocks shared by the tokenizer and the predictor: RMSNorm, RoPE, attention, SwiGLU, blocks.
+
+Shapes: B batch, L sequence, D model width, H heads, hd = D / H head width.
+Positions and padding: every attention call takes optional per-row ``positions`` [B, L] (RoPE positions,
+so a left-padded row starts at 0 at its first real token) and ``key_mask`` [B, Lk] (True = a real key).
+Without them the math is exactly the reference's (causal SDPA, positions 0..L-1).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .kv_cache import LayerCache
+
+
+class RMSNorm(nn.Module):
+    """y = weight * x / sqrt(mean(x^2) + eps), normalised in float32 then cast back."""
+
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        normed = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return normed.type_as(x) * self.weight
+
+
+class RotaryEmbedding(nn.Module):
+    """Rotate-half (NeoX) rotary position embedding, base 10000; ``inv_freq`` is a persistent buffer."""
+
+    def __init__(self, head_dim: int):
+        super().__init__()
+        inv_freq = 1.0 / (10000 ** (torch.arange(0, head_dim, 2).float() / head_dim))
+        self.register_buffer("inv_freq", inv_freq)
+
+    def cos_sin(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin for integer positions [..., L] -> [..., L, hd]."""
+        angles = positions.to(self.inv_freq.dtype)[..., None] * self.inv_freq
+        angles = torch.cat((angles, angles), dim=-1)
+        return angles.cos(), angles.sin()
+
+    def rotate(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Apply the rotation to x [B, H, L, hd] at positions [L] or [B, L]."""
+        cos, sin = self.cos_sin(positions)
+        if cos.dim() == 3:  # per-row positions [B, L, hd] -> broadcast over heads
+            cos, sin = cos[:, None], sin[:, None]
+        cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+        half = x.shape[-1] // 2
+        rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+        return x * cos + rotated * sin
+
+
+def _split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+    b, n, d = x.shape
+    return x.view(b, n, n_heads, d // n_heads).transpose(1, 2)  # (B, H, L, hd)
+
+
+def _merge_heads(x: torch.Tensor) -> torch.Tensor:
+    b, h, n, hd = x.shape
+    return x.transpose(1, 2).reshape(b, n, h * hd)
+
+
+def causal_mask(key_mask: torch.Tensor | None, q_len: int, k_len: int) -> torch.Tensor | None:
+    """Boolean attention mask [B, 1, Lq, Lk] (True = attend): causal AND real key; None when no padding.
+
+    A padded query row may see only itself, so no row is all-masked (its output is ignored anyway).
+    """
+    if key_mask is None:
+        return None
+    device = key_mask.device
+    q_idx = torch.arange(k_len - q_len, k_len, device=device)[:, None]
+    k_idx = torch.arange(k_len, device=device)[None, :]
+    allowed = (k_idx <= q_idx)[None] & key_mask[:, None, :]
+    allowed = allowed | (k_idx == q_idx)[None]
+    return allowed[:, None]
+
+
+class SelfAttention(nn.Module):
+    """Multi-head causal self-attention with RoPE and biased projections; optional KV cache."""
+
+    def __init__(self, d_model: int, n_heads: int, attn_dropout_p: float = 0.0, resid_dropout_p: float = 0.0):
+        super().__init__()
+        self.n_heads = n_heads
+        self.q_proj = nn.Linear(d_model, d_model)
+        self.k_proj = nn.Linear(d_model, d_model)
+        self.v_proj = nn.Linear(d_model, d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+        self.rotary = RotaryEmbedding(d_model // n_heads)
+        self.attn_dropout_p = attn_dropout_p
+        self.resid_dropout = nn.Dropout(resid_dropout_p)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        key_mask: torch.Tensor | None = None,
+        cache: LayerCache | None = None,
+    ) -> torch.Tensor:
+        """x [B, L, D] -> [B, L, D]. With a cache, x holds only the new tokens; keys are appended to it."""
+        length = x.shape[1]
+        if positions is None:
+            positions = torch.arange(length, device=x.device)
+        q = self.rotary.rotate(_split_heads(self.q_proj(x), self.n_heads), positions)
+        k = self.rotary.rotate(_split_heads(self.k_proj(x), self.n_heads), positions)
+        v = _split_heads(self.v_proj(x), self.n_heads)
+        dropout = self.attn_dropout_p if self.training else 0.0
+        if cache is not None:
+            k, v = cache.append(k, v)
+        k_len = k.shape[2]
+        if key_mask is None and k_len == length:
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+        elif key_mask is None and length == 1:
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+        else:
+            if key_mask is None:
+                key_mask = torch.ones(x.shape[0], k_len, dtype=torch.bool, device=x.device)
+            mask = causal_mask(key_mask, length, k_len)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        return self.resid_dropout(self.out_proj(_merge_heads(out)))
+
+
+class FeedForward(nn.Module):
+    """SwiGLU: w2(silu(w1 x) * w3 x), no biases, dropout on the output."""
+
+    def __init__(self, d_model: int, ff_dim: int, dropout_p: float = 0.0):
+        super().__init__()
+        self.w1 = nn.Linear(d_model, ff_dim, bias=False)
+        self.w3 = nn.Linear(d_model, ff_dim, bias=False)
+        self.w2 = nn.Linear(ff_dim, d_model, bias=False)
+        self.dropout = nn.Dropout(dropout_p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.w2(F.silu(self.w1(x)) * self.w3(x)))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm block: x + attn(norm1(x)), then x + ffn(norm2(x))."""
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        ff_dim: int,
+        ffn_dropout_p: float = 0.0,
+        attn_dropout_p: float = 0.0,
+        resid_dropout_p: float = 0.0,
+    ):
+        super().__init__()
+        self.norm1 = RMSNorm(d_model)
+        self.self_attn = SelfAttention(d_model, n_heads, attn_dropout_p, resid_dropout_p)
+        self.norm2 = RMSNorm(d_model)
+        self.ffn = FeedForward(d_model, ff_dim, ffn_dropout_p)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        key_mask: torch.Tensor | None = None,
+        cache: LayerCache | None = None,
+    ) -> torch.Tensor:
+        x = x + self.self_attn(self.norm1(x), positions, key_mask, cache)
+        return x + self.ffn(self.norm2(x))
+
+
+def left_pad_positions(lengths: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Positions [B, width] (0 at each row's first real token) and key mask for left-padded rows.
+
+    Returns ``(positions, None)`` when no row is padded, so the exact unpadded kernels are used.
+    """
+    pad = width - lengths
+    idx = torch.arange(width, device=lengths.device)[None, :]
+    positions = (idx - pad[:, None]).clamp(min=0)
+    if bool((pad == 0).all()):
+        return positions, None
+    return positions, idx >= pad[:, None]

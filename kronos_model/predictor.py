@@ -1,0 +1,275 @@
+"""KronosPredictor: pandas OHLCV in, forecasts out (reference ``predict`` / ``predict_batch`` plus ``forecast``).
+
+Each window is validated, normalised with its own lookback statistics, tokenised and decoded by
+:func:`kronos_model.generation.generate`; results are de-normalised per window.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .data import (
+    FEATURE_COLUMNS,
+    calendar_features,
+    check_time_order,
+    frame_timestamps,
+    infer_future_timestamps,
+    prepare_ohlcv,
+    to_timestamps,
+    window_stats,
+)
+from .errors import DataError, InsufficientHistoryError, TimestampError
+from .forecast import Forecast
+from .generation import SamplingArgs, generate
+from .hub import DEFAULT_MODEL, module_fingerprint
+from .registry import resolve_pair
+from .sampling import check_sampling_args
+from .tokenizer import KronosTokenizer
+from .transformer import Kronos
+
+logger = logging.getLogger(__name__)
+
+MIN_HISTORY = 2  # bars; the normalisation needs a spread
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None``/``"auto"`` -> cuda, else mps, else cpu (the reference's choice order)."""
+    if device is None or str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda:0")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+@dataclass
+class _Window:
+    """One validated, normalised forecast window."""
+
+    x: np.ndarray  # [L, 6] float32 normalised and clipped
+    mean: np.ndarray  # [6]
+    std: np.ndarray  # [6]
+    stamps: np.ndarray  # [L + P, 5] float32
+    y_index: pd.Index
+    last_close: float
+    history_end: pd.Timestamp
+
+
+class KronosPredictor:
+    """Forecast future candles with a Kronos tokenizer + predictor pair.
+
+    Parameters
+    ----------
+    model, tokenizer : the two modules (e.g. from ``from_pretrained``); put in eval mode here.
+    device : "cpu", "cuda", "mps", "auto" or None (auto).
+    max_context : predictor window in tokens (512 for Kronos-small/base, 2048 for mini).
+    clip : normalised values are clipped to +-clip.
+    dtype : optional torch dtype for GPU inference (bfloat16/float16); float32 by default.
+    num_threads : CPU threads for torch (None leaves torch's setting).
+    """
+
+    def __init__(self, model: Kronos, tokenizer: KronosTokenizer, device: str | None = None, max_context: int = 512,
+                 clip: float = 5, *, dtype: torch.dtype | str | None = None, num_threads: int | None = None):
+        if model.s1_bits != tokenizer.s1_bits or model.s2_bits != tokenizer.s2_bits:
+            raise DataError(
+                f"model and tokenizer do not pair: model s1/s2 bits {model.s1_bits}/{model.s2_bits}, "
+                f"tokenizer {tokenizer.s1_bits}/{tokenizer.s2_bits}"
+            )
+        if not isinstance(max_context, int) or max_context < 1:
+            raise DataError(f"max_context must be a positive integer, got {max_context!r}")
+        self.device = resolve_device(device)
+        self.dtype = getattr(torch, dtype) if isinstance(dtype, str) else (dtype or torch.float32)
+        if num_threads is not None:
+            torch.set_num_threads(int(num_threads))
+        self.model = model.to(self.device, self.dtype).eval()
+        self.tokenizer = tokenizer.to(self.device, self.dtype).eval()
+        self.max_context = max_context
+        self.clip = clip
+        self.price_cols = list(FEATURE_COLUMNS[:4])
+        self.vol_col, self.amt_col = "volume", "amount"
+        self.time_cols = ["minute", "hour", "weekday", "day", "month"]
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, *, revision: str | None = None,
+                        tokenizer_revision: str | None = None, device: str | None = "cpu",
+                        max_context: int | None = None, clip: float = 5, **kwargs: Any) -> KronosPredictor:
+        """Load a matching tokenizer + predictor pair.
+
+        ``None`` gives the bundled offline model ``kronos-bt/nano``; ``"NeoQuasar/Kronos-small"`` (or -mini,
+        -base) pulls the right tokenizer and context length; a local directory with ``tokenizer/`` and
+        ``predictor/`` sub-directories also works. ``revision``/``tokenizer_revision`` pin hub commits.
+        """
+        hub_kwargs = {k: kwargs.pop(k) for k in ("cache_dir", "local_files_only", "token", "force_download")
+                      if k in kwargs}
+        pair = resolve_pair(name_or_path or DEFAULT_MODEL)
+        tokenizer = KronosTokenizer.from_pretrained(pair.tokenizer, revision=tokenizer_revision or pair.tokenizer_revision,
+                                                    **hub_kwargs)
+        model = Kronos.from_pretrained(pair.model, revision=revision or pair.model_revision, **hub_kwargs)
+        predictor = cls(model, tokenizer, device=device, max_context=max_context or pair.max_context, clip=clip,
+                        **kwargs)
+        predictor.name = pair.name
+        return predictor
+
+    name: str = "custom"
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """sha256 of both modules' configs and weights (plus max_context and clip): a cache key."""
+        return module_fingerprint(self.tokenizer, self.model) + f"-c{self.max_context}-k{self.clip:g}"
+
+    # -- input preparation ----------------------------------------------------------------------
+    def _window(self, df: pd.DataFrame, x_timestamp: Any, y_timestamp: Any, pred_len: int, name: str) -> _Window:
+        frame = prepare_ohlcv(df, name=name)
+        if len(frame) < MIN_HISTORY:
+            raise InsufficientHistoryError(f"{name} has {len(frame)} bar(s); at least {MIN_HISTORY} are needed")
+        x_stamps = frame_timestamps(df, x_timestamp)
+        if len(x_stamps) != len(frame):
+            raise TimestampError(f"{name}: x_timestamp has {len(x_stamps)} entries but the data has {len(frame)} rows")
+        check_time_order(x_stamps, name=f"{name} timestamps")
+        if y_timestamp is None:
+            y_index: pd.Index = infer_future_timestamps(x_stamps, pred_len)
+            y_stamps = pd.DatetimeIndex(y_index)
+        else:
+            y_stamps = to_timestamps(y_timestamp, name="y_timestamp")
+            y_index = _output_index(y_timestamp, y_stamps)
+        if len(y_stamps) != pred_len:
+            raise TimestampError(f"{name}: y_timestamp has {len(y_stamps)} entries but pred_len is {pred_len}")
+        check_time_order(y_stamps, name="y_timestamp")
+        if y_stamps[0] <= x_stamps[-1]:
+            raise TimestampError(
+                f"{name}: the first y_timestamp {y_stamps[0]} is not after the last history bar {x_stamps[-1]}"
+            )
+        raw = frame.to_numpy(dtype=np.float32)
+        mean, std = window_stats(raw)
+        x = np.clip((raw - mean) / (std + 1e-5), -self.clip, self.clip)
+        stamps = np.concatenate([calendar_features(x_stamps), calendar_features(y_stamps)])
+        return _Window(x, mean, std, stamps, y_index, float(frame["close"].iloc[-1]), x_stamps[-1])
+
+    def _run(self, windows: list[_Window], pred_len: int, sample_count: int, T: float, top_k: int, top_p: float,
+             seed: int | None, generator: torch.Generator | None, use_cache: bool) -> np.ndarray:
+        """Generate for one batch of windows -> decoded normalised paths [B, S, P, 6] (float32 numpy)."""
+        width = max(len(w.x) for w in windows)
+        x = np.zeros((len(windows), width, len(FEATURE_COLUMNS)), np.float32)
+        stamps = np.zeros((len(windows), width + pred_len, 5), np.float32)
+        for i, w in enumerate(windows):
+            x[i, width - len(w.x):] = w.x
+            stamps[i, width - len(w.x):] = w.stamps
+        lengths = torch.tensor([len(w.x) for w in windows], device=self.device)
+        uniforms = None
+        if seed is not None:  # each window draws from its own stream: results never depend on the batch
+            per_window = [torch.rand(sample_count, pred_len, 2, dtype=torch.float64,
+                                     generator=torch.Generator().manual_seed(int(seed))) for _ in windows]
+            uniforms = torch.cat(per_window)
+        sampling = SamplingArgs(T=T, top_k=top_k, top_p=top_p, generator=generator, uniforms=uniforms)
+        out = generate(self.tokenizer, self.model, torch.from_numpy(x).to(self.device, self.dtype), lengths,
+                       torch.from_numpy(stamps).to(self.device), pred_len, self.max_context, sample_count,
+                       sampling, clip=self.clip, use_cache=use_cache)
+        return out.cpu().numpy()
+
+    def _generate_all(self, windows: list[_Window], pred_len: int, sample_count: int, T: float, top_k: int | None,
+                      top_p: float | None, seed: int | None, generator, use_cache: bool, batch_size: int | None,
+                      verbose: bool) -> list[np.ndarray]:
+        top_k, top_p = check_sampling_args(T, top_k, top_p, sample_count)
+        if not isinstance(pred_len, int | np.integer) or pred_len < 1:
+            raise DataError(f"pred_len must be a positive integer, got {pred_len!r}")
+        step = batch_size or len(windows)
+        chunks = range(0, len(windows), step)
+        if verbose:
+            from tqdm.auto import tqdm
+
+            chunks = tqdm(chunks, desc="Kronos forecast", unit="batch")
+        paths: list[np.ndarray] = []
+        for start in chunks:
+            batch = windows[start:start + step]
+            paths.extend(self._run(batch, int(pred_len), sample_count, T, top_k, top_p, seed, generator, use_cache))
+        return paths
+
+    # -- reference API --------------------------------------------------------------------------
+    def predict(self, df: pd.DataFrame, x_timestamp, y_timestamp, pred_len: int, T: float = 1.0, top_k: int = 0,
+                top_p: float = 0.9, sample_count: int = 1, verbose: bool = True, *, seed: int | None = None,
+                generator: torch.Generator | None = None, use_cache: bool = True) -> pd.DataFrame:
+        """Mean forecast (reference signature): DataFrame of the six columns indexed by ``y_timestamp``."""
+        window = self._window(df, x_timestamp, y_timestamp, pred_len, "df")
+        paths = self._generate_all([window], pred_len, sample_count, T, top_k, top_p, seed, generator, use_cache,
+                                   None, False)
+        return self._mean_frame(window, paths[0])
+
+    def predict_batch(self, df_list: Sequence[pd.DataFrame], x_timestamp_list, y_timestamp_list, pred_len: int,
+                      T: float = 1.0, top_k: int = 0, top_p: float = 0.9, sample_count: int = 1,
+                      verbose: bool = True, *, seed: int | None = None, generator: torch.Generator | None = None,
+                      use_cache: bool = True, batch_size: int | None = None) -> list[pd.DataFrame]:
+        """Mean forecasts of several windows in one batched call; lookbacks may differ in length."""
+        for arg, label in ((df_list, "df_list"), (x_timestamp_list, "x_timestamp_list"),
+                           (y_timestamp_list, "y_timestamp_list")):
+            if not isinstance(arg, list | tuple):
+                raise DataError(f"{label} must be a list or tuple, got {type(arg).__name__}")
+        if not len(df_list) == len(x_timestamp_list) == len(y_timestamp_list):
+            raise DataError(
+                f"df_list, x_timestamp_list and y_timestamp_list must have equal lengths, got "
+                f"{len(df_list)}, {len(x_timestamp_list)}, {len(y_timestamp_list)}"
+            )
+        if not df_list:
+            raise DataError("df_list is empty")
+        windows = [self._window(df, xs, ys, pred_len, f"df_list[{i}]")
+                   for i, (df, xs, ys) in enumerate(zip(df_list, x_timestamp_list, y_timestamp_list))]
+        paths = self._generate_all(windows, pred_len, sample_count, T, top_k, top_p, seed, generator, use_cache,
+                                   batch_size, False)
+        return [self._mean_frame(w, p) for w, p in zip(windows, paths)]
+
+    @staticmethod
+    def _mean_frame(window: _Window, paths: np.ndarray) -> pd.DataFrame:
+        mean_norm = np.mean(paths, axis=0)  # average in normalised space, as the reference does
+        values = mean_norm * (window.std + 1e-5) + window.mean
+        return pd.DataFrame(values, columns=list(FEATURE_COLUMNS), index=window.y_index)
+
+    # -- probabilistic API ----------------------------------------------------------------------
+    def forecast(self, df: pd.DataFrame, pred_len: int, *, x_timestamp=None, y_timestamp=None, sample_count: int = 20,
+                 T: float = 1.0, top_k: int = 0, top_p: float = 0.9, seed: int | None = None,
+                 generator: torch.Generator | None = None, use_cache: bool = True) -> Forecast:
+        """Sample paths of one window as a :class:`Forecast` (y_timestamp inferred when not given)."""
+        return self.forecast_batch([df], pred_len, x_timestamp_list=None if x_timestamp is None else [x_timestamp],
+                                   y_timestamp_list=None if y_timestamp is None else [y_timestamp],
+                                   sample_count=sample_count, T=T, top_k=top_k, top_p=top_p, seed=seed,
+                                   generator=generator, use_cache=use_cache)[0]
+
+    def forecast_batch(self, df_list: Sequence[pd.DataFrame], pred_len: int, *, x_timestamp_list=None,
+                       y_timestamp_list=None, sample_count: int = 20, T: float = 1.0, top_k: int = 0,
+                       top_p: float = 0.9, seed: int | None = None, generator: torch.Generator | None = None,
+                       batch_size: int | None = 64, verbose: bool = False, use_cache: bool = True) -> list[Forecast]:
+        """Forecasts for many windows (any lengths) in batches of ``batch_size`` windows.
+
+        With ``seed`` every window samples from its own stream seeded by ``seed``, so its result depends only
+        on its own data and arguments, never on the batch it was computed in.
+        """
+        n = len(df_list)
+        xs = x_timestamp_list if x_timestamp_list is not None else [None] * n
+        ys = y_timestamp_list if y_timestamp_list is not None else [None] * n
+        if not len(xs) == len(ys) == n:
+            raise DataError(f"got {n} frames, {len(xs)} x_timestamp entries and {len(ys)} y_timestamp entries")
+        windows = [self._window(df, x, y, pred_len, f"df_list[{i}]") for i, (df, x, y) in enumerate(zip(df_list, xs, ys))]
+        paths = self._generate_all(windows, pred_len, sample_count, T, top_k, top_p, seed, generator, use_cache,
+                                   batch_size, verbose)
+        return [
+            Forecast(samples=(p * (w.std + 1e-5) + w.mean).astype(np.float32), timestamps=pd.DatetimeIndex(w.y_index),
+                     last_close=w.last_close, history_end=w.history_end)
+            for w, p in zip(windows, paths)
+        ]
+
+
+def _output_index(y_timestamp: Any, stamps: pd.DatetimeIndex) -> pd.Index:
+    """The reference indexes output by ``y_timestamp``: a Series becomes an index of its values and name."""
+    if isinstance(y_timestamp, pd.Series):
+        return pd.Index(y_timestamp.to_numpy(), name=y_timestamp.name)
+    if isinstance(y_timestamp, pd.Index):
+        return y_timestamp
+    return stamps
