@@ -413,7 +413,8 @@ def evaluate(
     settings = {
         "lookback": lookback, "horizon": horizon, "sample_count": sample_count, "stride": stride,
         "start": start, "end": end, "seed": seed, "T": T, "top_k": top_k, "top_p": top_p, "level": level,
-        "baselines": list(baselines), "model": getattr(predictor, "fingerprint", None),
+        "baselines": list(baselines), "model": getattr(predictor, "name", None),
+        "model_fingerprint": getattr(predictor, "fingerprint", None),
     }  # fmt: skip
     return EvaluationResult(
         name=name,

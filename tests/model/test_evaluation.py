@@ -158,6 +158,33 @@ def test_cli_evaluate_baselines(tmp_path, capsys):
     assert "no forecast origin" in capsys.readouterr().err
 
 
+def test_cli_evaluate_with_model_directory(tmp_path, capsys):
+    from kronos_strategies.cli import main
+
+    csv = tmp_path / "bars.csv"
+    _bars(70).to_csv(csv)
+    args = ["evaluate", "--csv", str(csv), "--model", str(TINY), "--lookback", "32", "--horizon", "2"]
+    assert (
+        main(
+            [
+                *args,
+                "--samples",
+                "2",
+                "--stride",
+                "12",
+                "--baselines",
+                "drift",
+                "--out",
+                str(tmp_path / "o"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert "| kronos |" in capsys.readouterr().out
+    assert json.loads((tmp_path / "o" / "report.json").read_text())["settings"]["model_fingerprint"]
+
+
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data (real OHLCV samples) is not present")
 def test_real_daily_series_baselines():
     from kronos_strategies.feeds import read_ohlcv
