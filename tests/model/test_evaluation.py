@@ -83,6 +83,16 @@ def test_baselines_only_windows_and_scores():
     assert np.isfinite(res.metric("crps").to_numpy()).all()
 
 
+def test_a_window_does_not_depend_on_the_evaluated_span():
+    df = _bars(100)
+    wide = evaluate(df, None, lookback=30, horizon=3, sample_count=8, seed=5)
+    narrow = evaluate(df, None, lookback=30, horizon=3, sample_count=8, seed=5, start=df.index[60])
+    shared = np.searchsorted(wide.positions, narrow.positions)
+    assert np.array_equal(wide.positions[shared], narrow.positions)
+    for method in wide.methods:
+        assert np.array_equal(wide.paths[method][shared], narrow.paths[method])
+
+
 def test_no_window_sees_its_origin_or_later(tiny_predictor):
     df = _bars(90)
     kwargs = {"lookback": 30, "horizon": 3, "sample_count": 4, "stride": 5, "seed": 11, "batch_size": 3}
