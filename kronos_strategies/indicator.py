@@ -1,0 +1,309 @@
+"""``KronosSignal``: a backtrader indicator whose lines summarise Kronos forecasts of its data feed."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import backtrader as bt
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from kronos_model.data import prepare_ohlcv
+from kronos_model.errors import LookaheadError
+from kronos_model.forecast import Forecast
+
+from .cache import ForecastCache, forecast_key
+from .errors import ConfigError
+from .feeds import bar_timestamps
+
+__all__ = ["ForecastStats", "KronosSignal", "resolve_cache", "resolve_predictor"]
+
+log = logging.getLogger(__name__)
+
+_PRICE_LINES: tuple[str, ...] = ("open", "high", "low", "close", "volume")
+
+
+@functools.lru_cache(maxsize=4)
+def _load_predictor(name: str | None, device: str) -> Any:
+    from kronos_model import KronosPredictor
+
+    return KronosPredictor.from_pretrained(name, device=device)
+
+
+def resolve_predictor(spec: object, *, device: str = "cpu") -> Any:
+    """A predictor from an instance, a local directory / hub id, or None for the bundled model."""
+    if spec is None or isinstance(spec, str | Path):
+        return _load_predictor(None if spec is None else str(spec), device)
+    if not callable(getattr(spec, "forecast_batch", None)):
+        raise ConfigError(
+            f"predictor must be a KronosPredictor, a checkpoint directory or hub id, got {type(spec).__name__}"
+        )
+    return spec
+
+
+def resolve_cache(spec: object) -> ForecastCache | None:
+    """A forecast cache from an instance, a directory, or None (no cache)."""
+    if spec is None or isinstance(spec, ForecastCache):
+        return spec
+    if isinstance(spec, str | Path):
+        return ForecastCache(spec)
+    raise ConfigError(f"cache must be a ForecastCache, a directory or None, got {type(spec).__name__}")
+
+
+@dataclass
+class ForecastStats:
+    """What the indicator asked of the model: windows served, computed, read from the cache, seconds."""
+
+    windows: int = 0
+    computed: int = 0
+    cache_hits: int = 0
+    seconds: float = 0.0
+    model_calls: int = 0
+
+
+class KronosSignal(bt.Indicator):
+    """Kronos forecast of the data feed: expected return, probability of an up move, a band, a signal.
+
+    At bar t the model sees the ``lookback`` bars ending at t (OHLCV plus ``amount`` when the feed has
+    it, stamped with the feed's real datetimes) and samples ``sample_count`` paths of ``pred_len``
+    future bars. The lines summarise the close ``horizon`` bars ahead. Nothing after t is read in
+    either mode: event mode slices with ``get(size=lookback)``; vectorised mode (runonce) builds the
+    same windows from the preloaded arrays and forecasts them in batches, with a seed making each
+    window's result independent of its batch, so both modes give identical lines.
+
+    Params:
+      - ``predictor``: a ``KronosPredictor``, a checkpoint directory / hub id, or None (bundled model)
+      - ``lookback`` (256): bars of history per forecast; also the indicator's minimum period
+      - ``pred_len`` (5): bars forecast; ``horizon`` (5): the step the lines describe (<= pred_len)
+      - ``sample_count`` (16), ``T``, ``top_k``, ``top_p``, ``seed`` (0): sampling, as ``forecast``
+      - ``quantiles`` ((0.1, 0.9)): close quantile levels of the ``lower`` / ``upper`` band
+      - ``every`` (1): re-forecast every N bars, holding the last forecast in between
+      - ``cache``: a ``ForecastCache`` or directory (None: no cache; unseeded runs are never cached)
+      - ``batch_size`` (64), ``device`` ("cpu"), ``progress`` (False: no progress bar)
+
+    Lines:
+      - ``expected_return``: mean simple return of the close from bar t to t + horizon
+      - ``prob_up``: fraction of sample paths whose close at t + horizon is above the close at t
+      - ``lower`` / ``upper``: close price quantiles at t + horizon
+      - ``signal``: the :meth:`signal` hook, by default ``2 * prob_up - 1`` in [-1, 1]
+
+    Notes:
+      Subclass and override :meth:`signal` for another signal, and :meth:`extras` to fill lines you
+      add (``lines = ("width",)``); both receive the full :class:`~kronos_model.forecast.Forecast` and
+      work in both modes (overriding ``next`` alone would be skipped by runonce).
+    """
+
+    alias = ("Kronos",)
+    lines = ("expected_return", "prob_up", "lower", "upper", "signal")
+    params = (
+        ("predictor", None),
+        ("lookback", 256),
+        ("pred_len", 5),
+        ("horizon", 5),
+        ("sample_count", 16),
+        ("quantiles", (0.1, 0.9)),
+        ("every", 1),
+        ("T", 1.0),
+        ("top_k", 0),
+        ("top_p", 0.9),
+        ("seed", 0),
+        ("cache", None),
+        ("batch_size", 64),
+        ("device", "cpu"),
+        ("progress", False),
+    )
+    plotinfo = dict(subplot=False, plotname="Kronos band")
+    plotlines = dict(
+        expected_return=dict(_plotskip=True),
+        prob_up=dict(_plotskip=True),
+        signal=dict(_plotskip=True),
+        lower=dict(ls="--"),
+        upper=dict(ls="--", _fill_gt=("lower", "c")),
+    )
+
+    # ------------------------------------------------------------------ hooks for subclasses
+
+    def signal(self, forecast: Forecast) -> float:
+        """The ``signal`` line from one forecast; override for your own (default ``2 * prob_up - 1``)."""
+        return 2.0 * forecast.prob_up(self.p.horizon) - 1.0
+
+    def extras(self, forecast: Forecast) -> dict[str, float]:
+        """Values of lines a subclass adds, by line name (default: none)."""
+        return {}
+
+    # ------------------------------------------------------------------ backtrader protocol
+
+    def __init__(self) -> None:
+        self._check_params()
+        self.predictor = resolve_predictor(self.p.predictor, device=self.p.device)
+        limit = getattr(self.predictor, "max_context", None)
+        if limit is not None and self.p.lookback > int(limit):
+            raise ConfigError(f"lookback={self.p.lookback} exceeds the model's context of {limit} bars")
+        self.cache = resolve_cache(self.p.cache) if self.p.seed is not None else None
+        if self.cache is not None and not getattr(self.predictor, "fingerprint", None):
+            raise ConfigError("the forecast cache needs a predictor with a `fingerprint`; pass cache=None")
+        self.stats = ForecastStats()
+        self._held: dict[str, float] | None = None
+        self._once_done = 0
+        self.addminperiod(self.p.lookback)
+
+    def next(self) -> None:
+        """Event mode: forecast from the last ``lookback`` bars (on forecast bars) and write the lines."""
+        i = len(self) - 1
+        if self._held is None or self._is_forecast_bar(i):
+            window = self._event_window()
+            self._held = self._values(self._forecasts([window])[0])
+        for name, value in self._held.items():
+            getattr(self.lines, name)[0] = value
+
+    def oncestart(self, start: int, end: int) -> None:
+        """Vectorised mode: backtrader's first call covers one bar; do every bar in one batch instead."""
+        self.once(start, self.buflen())
+
+    def once(self, start: int, end: int) -> None:
+        """Vectorised mode: forecast every needed window in batches, then fill the line arrays."""
+        start = max(start, self._once_done)
+        if start >= end:
+            return
+        feats, stamps = self._preloaded(end)
+        bars = [i for i in range(start, end) if self._is_forecast_bar(i) or i == start]
+        lb = self.p.lookback
+        windows = [feats.iloc[i - lb + 1 : i + 1].set_axis(stamps[i - lb + 1 : i + 1]) for i in bars]
+        values = dict(zip(bars, (self._values(f) for f in self._forecasts(windows)), strict=True))
+        arrays = {name: getattr(self.lines, name).array for name in self._line_names()}
+        held: dict[str, float] = {}
+        for i in range(start, end):
+            held = values.get(i, held)
+            for name, value in held.items():
+                arrays[name][i] = value
+        self._held = held
+        self._once_done = end
+
+    # ------------------------------------------------------------------ internals
+
+    def _check_params(self) -> None:
+        p = self.p
+        checks = (
+            (p.lookback >= 8, f"lookback must be >= 8 bars, got {p.lookback}"),
+            (p.pred_len >= 1, f"pred_len must be >= 1, got {p.pred_len}"),
+            (1 <= p.horizon <= p.pred_len, f"horizon must be in [1, pred_len={p.pred_len}], got {p.horizon}"),
+            (p.sample_count >= 1, f"sample_count must be >= 1, got {p.sample_count}"),
+            (p.every >= 1, f"every must be >= 1, got {p.every}"),
+            (len(p.quantiles) == 2 and 0 < p.quantiles[0] < p.quantiles[1] < 1,
+             f"quantiles must be (lower, upper) with 0 < lower < upper < 1, got {p.quantiles}"),
+        )  # fmt: skip
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"{type(self).__name__}: {message}")
+
+    def _line_names(self) -> tuple[str, ...]:
+        return tuple(self.lines.getlinealiases())
+
+    def _is_forecast_bar(self, i: int) -> bool:
+        return (i - (self.p.lookback - 1)) % self.p.every == 0
+
+    def _feature_frame(self, columns: dict[str, np.ndarray]) -> pd.DataFrame:
+        """Validated six-feature frame (amount derived from volume when the feed has no amount line)."""
+        return prepare_ohlcv(pd.DataFrame(columns), name=f"{type(self).__name__} input")
+
+    def _source_lines(self) -> tuple[str, ...]:
+        names = self.data.lines.getlinealiases()
+        return _PRICE_LINES + (("amount",) if "amount" in names else ())
+
+    def _event_window(self) -> pd.DataFrame:
+        """The last ``lookback`` bars, read through ``get`` so nothing after this bar is reachable."""
+        lb = self.p.lookback
+        cols = {name: np.asarray(getattr(self.data.lines, name).get(size=lb), float) for name in self._source_lines()}
+        stamps = bar_timestamps(self.data, np.asarray(self.data.datetime.get(size=lb), float))
+        return self._feature_frame(cols).set_axis(stamps)
+
+    def _preloaded(self, end: int) -> tuple[pd.DataFrame, pd.DatetimeIndex]:
+        """All preloaded bars up to ``end`` (windows slice it so each sees only bars <= its own)."""
+        cols = {
+            name: np.asarray(getattr(self.data.lines, name).array[:end], float) for name in self._source_lines()
+        }
+        stamps = bar_timestamps(self.data, np.asarray(self.data.datetime.array[:end], float))
+        return self._feature_frame(cols), stamps
+
+    def _values(self, forecast: Forecast) -> dict[str, float]:
+        h = self.p.horizon
+        band = forecast.quantile(list(self.p.quantiles), "close")[:, h - 1]
+        values = {
+            "expected_return": forecast.expected_return(h),
+            "prob_up": forecast.prob_up(h),
+            "lower": float(band[0]),
+            "upper": float(band[1]),
+            "signal": float(self.signal(forecast)),
+        }
+        extra = self.extras(forecast)
+        unknown = set(extra) - set(self._line_names())
+        if unknown:
+            raise ConfigError(f"{type(self).__name__}.extras returned {sorted(unknown)}, which are not lines")
+        values.update({k: float(v) for k, v in extra.items()})
+        return values
+
+    def _sampling(self) -> dict[str, object]:
+        p = self.p
+        return {"pred_len": p.pred_len, "sample_count": p.sample_count, "T": p.T, "top_k": p.top_k, "top_p": p.top_p}
+
+    def _forecasts(self, windows: Sequence[pd.DataFrame]) -> list[Forecast]:
+        """Forecast each window, reading and filling the cache; misses go to the model in batches."""
+        self.stats.windows += len(windows)
+        keys: list[str | None] = [None] * len(windows)
+        results: list[Forecast | None] = [None] * len(windows)
+        if self.cache is not None:
+            sampling = self._sampling()
+            for j, window in enumerate(windows):
+                keys[j] = forecast_key(
+                    self.predictor.fingerprint, window.to_numpy(), window.index, sampling, self.p.seed
+                )
+                results[j] = self.cache.get(keys[j])
+            self.stats.cache_hits += sum(r is not None for r in results)
+        todo = [j for j, r in enumerate(results) if r is None]
+        if todo:
+            self._compute(windows, todo, results, keys)
+        for window, forecast in zip(windows, results, strict=True):
+            end = forecast.history_end
+            if end is not None and pd.Timestamp(end) != window.index[-1]:
+                raise LookaheadError(f"forecast ends its history at {end}, the window at {window.index[-1]}")
+        return results  # type: ignore[return-value]
+
+    def _compute(
+        self,
+        windows: Sequence[pd.DataFrame],
+        todo: list[int],
+        results: list[Forecast | None],
+        keys: list[str | None],
+    ) -> None:
+        p = self.p
+        show = p.progress and len(todo) > 1
+        bar = tqdm(total=len(todo), desc="Kronos forecasts", unit="window", disable=not show, leave=False)
+        started = time.perf_counter()
+        with bar:
+            for first in range(0, len(todo), p.batch_size):
+                chunk = todo[first : first + p.batch_size]
+                out = self.predictor.forecast_batch(
+                    [windows[j] for j in chunk],
+                    p.pred_len,
+                    sample_count=p.sample_count,
+                    T=p.T,
+                    top_k=p.top_k,
+                    top_p=p.top_p,
+                    seed=p.seed,
+                    batch_size=p.batch_size,
+                )
+                self.stats.model_calls += 1
+                for j, forecast in zip(chunk, out, strict=True):
+                    results[j] = forecast
+                    if keys[j] is not None:
+                        self.cache.put(keys[j], forecast)
+                bar.update(len(chunk))
+        self.stats.computed += len(todo)
+        self.stats.seconds += time.perf_counter() - started
