@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -42,21 +43,24 @@ def prepare_ohlcv(df: pd.DataFrame, *, name: str = "df") -> pd.DataFrame:
         raise MissingColumnError(
             f"{name} is missing required price column(s) {missing}; it has {list(df.columns)}"
         )
-    out = df.copy()
+    given = [c for c in FEATURE_COLUMNS if c in df.columns]
+    try:
+        raw = df[given].to_numpy(dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{name} has non-numeric values in the OHLCV columns: {exc}") from exc
+    finite = np.isfinite(raw)
+    if not finite.all():
+        cols = [c for j, c in enumerate(given) if not finite[:, j].all()]
+        raise NonFiniteValueError(_where(df, ~finite.all(axis=1), f"{name} has NaN/inf values in {cols}"))
+    out = pd.DataFrame(raw, index=df.index, columns=given)
     if "volume" not in out.columns:
         out["volume"] = 0.0
         if "amount" not in out.columns:
             out["amount"] = 0.0
     elif "amount" not in out.columns:
         out["amount"] = out["volume"] * out[list(PRICE_COLUMNS)].mean(axis=1)
-    try:
-        values = out[list(FEATURE_COLUMNS)].to_numpy(dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"{name} has non-numeric values in the OHLCV columns: {exc}") from exc
-    if not np.isfinite(values).all():
-        bad = ~np.isfinite(values).all(axis=1)
-        cols = [c for j, c in enumerate(FEATURE_COLUMNS) if not np.isfinite(values[:, j]).all()]
-        raise NonFiniteValueError(_where(out, bad, f"{name} has NaN/inf values in {cols}"))
+    out = out[list(FEATURE_COLUMNS)]
+    values = out.to_numpy()
     prices = values[:, :4]
     if (prices <= 0).any():
         raise NonPositivePriceError(_where(out, (prices <= 0).any(axis=1), f"{name} has non-positive prices"))
@@ -64,7 +68,6 @@ def prepare_ohlcv(df: pd.DataFrame, *, name: str = "df") -> pd.DataFrame:
         raise NonPositivePriceError(_where(out, values[:, 1] < values[:, 2], f"{name} has high < low"))
     if (values[:, 4:] < 0).any():
         raise DataError(_where(out, (values[:, 4:] < 0).any(axis=1), f"{name} has negative volume/amount"))
-    out = out[list(FEATURE_COLUMNS)].astype(np.float64)
     return out
 
 
@@ -110,13 +113,18 @@ def infer_future_timestamps(stamps: pd.DatetimeIndex, pred_len: int) -> pd.Datet
     """Continue ``stamps`` by ``pred_len`` steps of their own frequency (business days for daily stock bars)."""
     if len(stamps) < 3:
         raise TimestampError("cannot infer the bar frequency from fewer than 3 timestamps; pass y_timestamp")
-    freq = pd.infer_freq(stamps[-min(len(stamps), 60) :])
+    recent = stamps[-min(len(stamps), 60) :]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pandas 3 announces a change of infer_freq's return type
+        freq = pd.infer_freq(recent)
     if freq is None:
-        step = pd.Series(stamps[1:] - stamps[:-1]).mode()
-        if step.empty or step.iloc[0] <= pd.Timedelta(0):
-            raise TimestampError("cannot infer the bar frequency from the history; pass y_timestamp")
-        delta = step.iloc[0]
-        if delta == pd.Timedelta(days=1) and (stamps.day_of_week < 5).all():
+        steps = pd.Series(recent[1:] - recent[:-1]).value_counts()
+        delta = steps.index[0]
+        if steps.iloc[0] * 2 <= steps.sum() or delta <= pd.Timedelta(0):
+            raise TimestampError(
+                "cannot infer the bar frequency from the history (irregular spacing); pass y_timestamp"
+            )
+        if delta == pd.Timedelta(days=1) and (recent.day_of_week < 5).all():
             freq = "B"
         else:
             return pd.DatetimeIndex([stamps[-1] + delta * (i + 1) for i in range(pred_len)], name=stamps.name)
