@@ -1,0 +1,459 @@
+"""backtrader brokers for paper trading: ``PaperBroker`` (local fills) and ``CcxtBroker`` (exchange orders).
+
+Both name every order intent with a deterministic client order id (session, bar, index within the bar)
+and journal it before anything else happens, so a restarted session that processes the same bar again
+produces the same id and finds the order instead of sending it twice.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import backtrader as bt
+
+from kronos_strategies.errors import ExchangeError, OrderRejectedError, TemporaryExchangeError
+
+from .journal import OPEN_STATES, Journal
+from .livefeed import bar_ms, ms_to_datetime
+
+log = logging.getLogger(__name__)
+
+_EPS = 1e-9
+_FINAL = {"closed": "closed", "canceled": "canceled", "cancelled": "canceled", "expired": "expired",
+          "rejected": "rejected"}  # fmt: skip
+
+
+def make_cid(session_id: str, bar_ts: int, index: int) -> str:
+    """Client order id of the ``index``-th intent issued on the bar opening at ``bar_ts`` (Binance-safe)."""
+    return f"kbt-{session_id}-{bar_ts // 1000:x}-{index}"
+
+
+class _CidMixin:
+    """Hands out client order ids per bar."""
+
+    def _next_cid(self, journal: Journal, order: bt.Order) -> tuple[str, int]:
+        bar_ts = bar_ms(order.data)
+        counts = self.__dict__.setdefault("_bar_counts", collections.Counter())
+        index = counts[bar_ts]
+        counts[bar_ts] += 1
+        return make_cid(journal.session_id, bar_ts, index), bar_ts
+
+
+class PaperBroker(_CidMixin, bt.brokers.BackBroker):
+    """backtrader's simulated broker (next-bar market fills, limit crossing, fees, slippage), journaled.
+
+    Params (besides BackBroker's): ``journal`` (a :class:`Journal`), ``data`` (the traded feed).
+    Nothing is sent to any exchange.
+    """
+
+    params = (("journal", None), ("data", None))
+
+    def start(self) -> None:
+        """Start from the journal's last cash and position when the session is resumed."""
+        super().start()
+        self._seen: dict[int, tuple[float, float, float, int]] = {}
+        journal: Journal = self.p.journal
+        for row in journal.intents(OPEN_STATES):
+            journal.set_intent(row["cid"], "lost", "paper order still pending when the session stopped")
+        state = journal.last_state()
+        if state is not None:
+            cash, size, price = state
+            self.cash = cash
+            self.positions[self.p.data] = bt.Position(size, price)
+            journal.event("resume", f"paper cash {cash:.8g}, position {size:.8g} @ {price:.8g}")
+
+    def notify(self, order: bt.Order) -> None:
+        """Journal the intent on first sight, each new fill, and the final state."""
+        journal: Journal = self.p.journal
+        if "cid" not in order.info:
+            cid, bar_ts = self._next_cid(journal, order)
+            order.addinfo(cid=cid)
+            price = order.created.price if order.exectype != bt.Order.Market else None
+            journal.record_intent(cid, bar_ts, "buy" if order.isbuy() else "sell", _otype(order),
+                                  abs(order.created.size), price, status="open")  # fmt: skip
+        cid = order.info.cid
+        size, value, comm, n = self._seen.get(order.ref, (0.0, 0.0, 0.0, 0))
+        ex = order.executed
+        delta = abs(ex.size) - size
+        if delta > _EPS:
+            total = abs(ex.size) * ex.price
+            px = (total - value) / delta
+            stamp = int(round(_num_ms(ex.dt)))
+            journal.record_fill(f"{cid}-{n}", cid, cid, stamp, "buy" if order.isbuy() else "sell", delta, px,
+                                ex.comm - comm, "quote")  # fmt: skip
+            self._seen[order.ref] = (abs(ex.size), total, ex.comm, n + 1)
+        final = {bt.Order.Completed: "closed", bt.Order.Canceled: "canceled", bt.Order.Expired: "expired",
+                 bt.Order.Margin: "rejected", bt.Order.Rejected: "rejected"}.get(order.status)  # fmt: skip
+        if final:
+            reason = "not enough cash (margin)" if order.status == bt.Order.Margin else None
+            journal.set_intent(cid, final, reason)
+        super().notify(order)
+
+
+def _num_ms(num: float) -> float:
+    """Epoch ms of a backtrader float date."""
+    return bt.num2date(num).replace(tzinfo=dt.timezone.utc).timestamp() * 1000.0
+
+
+def _otype(order: bt.Order) -> str:
+    """ccxt order type of a backtrader order."""
+    return {bt.Order.Market: "market", bt.Order.Limit: "limit"}.get(order.exectype, "unsupported")
+
+
+@dataclass
+class _Tracked:
+    """An order followed on the exchange (``order`` is None for one adopted from an earlier run)."""
+
+    cid: str
+    side: str
+    otype: str
+    amount: float
+    price: float | None
+    order: bt.Order | None = None
+    order_id: str | None = None
+    filled: float = 0.0
+    cancel_requested: bool = False
+
+
+class CcxtBroker(_CidMixin, bt.BrokerBase):
+    """Orders for one symbol on a ccxt exchange (sandbox or live), each placed at most once.
+
+    Params:
+      - client: a loaded :class:`~kronos_strategies.paper.exchange.ExchangeClient`
+      - journal: the session's :class:`Journal`
+      - data: the traded feed
+      - poll: seconds between order/fill polls
+    """
+
+    params = (("client", None), ("journal", None), ("data", None), ("poll", 1.0))
+
+    def init(self) -> None:
+        """Empty state; the real one is read from the exchange in ``start``."""
+        super().init()
+        self.cash = 0.0
+        self.positions: collections.defaultdict[Any, bt.Position] = collections.defaultdict(bt.Position)
+        self.notifs: collections.deque[bt.Order] = collections.deque()
+        self._tracked: dict[str, _Tracked] = {}
+        self._unresolved: set[str] = set()
+        self._last_trade = 0
+        self._next_poll = 0.0
+
+    # --- start-up: balances, reconciliation ----------------------------------------------------------
+    def start(self) -> None:
+        """Reconcile unfinished intents by client order id, journal missed fills, then sync balances."""
+        super().start()
+        client, journal = self.p.client, self.p.journal
+        self._base, self._quote = client.market["base"], client.market["quote"]
+        self._last_trade = journal.max_trade_id()
+        for row in journal.intents(OPEN_STATES):
+            found = client.find_order(row["cid"])
+            if found is None:
+                journal.set_intent(row["cid"], "lost", "never reached the exchange (looked up at restart)")
+                continue
+            journal.record_order(row["cid"], found)
+            tracked = _Tracked(row["cid"], row["side"], row["type"], row["amount"], row["price"], order_id=str(found["id"]))
+            tracked.filled = sum(f["amount"] for f in journal.fills(row["cid"]))
+            self._tracked[row["cid"]] = tracked
+            journal.set_intent(row["cid"], "open")
+        self._sync_balances()
+        self.startingcash = self.cash
+        journal.event("sync", f"cash {self.cash:.8g} {self._quote}, position {self.positions[self.p.data].size:.8g} "
+                              f"{self._base}, {len(self._tracked)} open order(s) adopted")  # fmt: skip
+
+    def _sync_balances(self) -> None:
+        """Cash and position from the account; fills that landed meanwhile are journaled as already counted."""
+        client, journal = self.p.client, self.p.journal
+        for _ in range(5):
+            self._sync_fills(apply=False)
+            before = self._last_trade
+            balance = client.call("fetch_balance")
+            self._sync_fills(apply=False)
+            if self._last_trade == before:
+                break
+        self.cash = float((balance.get(self._quote) or {}).get("total") or 0.0)
+        size = float((balance.get(self._base) or {}).get("total") or 0.0)
+        state = journal.last_state()
+        if state is not None and abs(state[1] - size) < _EPS:
+            price = state[2]
+        else:
+            price = float(client.call("fetch_ticker", client.symbol).get("last") or 0.0) if size else 0.0
+        self.positions[self.p.data] = bt.Position(size, price)
+
+    # --- backtrader broker interface -----------------------------------------------------------------
+    def getcash(self) -> float:
+        """Quote-currency balance (free plus reserved)."""
+        return self.cash
+
+    def getvalue(self, datas: Any = None) -> float:
+        """Cash plus the position marked at the last close."""
+        data = self.p.data
+        pos = self.positions[data]
+        mark = data.close[0] if len(data) else pos.price
+        return self.cash + pos.size * mark
+
+    def getposition(self, data: Any) -> bt.Position:
+        """The position in ``data`` (base currency)."""
+        return self.positions[data]
+
+    def get_notification(self) -> bt.Order | None:
+        """Next order notification for the strategy."""
+        return self.notifs.popleft() if self.notifs else None
+
+    def notify(self, order: bt.Order) -> None:
+        """Queue a snapshot of the order for the strategy."""
+        self.notifs.append(order.clone())
+
+    def buy(self, owner: Any, data: Any, size: float, price: float | None = None, plimit: float | None = None,
+            exectype: int | None = None, valid: Any = None, tradeid: int = 0, oco: Any = None,
+            trailamount: float | None = None, trailpercent: float | None = None, **kwargs: Any) -> bt.Order:  # fmt: skip
+        """Place a buy order (Market or Limit)."""
+        order = bt.BuyOrder(owner=owner, data=data, size=size, price=price, pricelimit=plimit,
+                            exectype=exectype, valid=valid, tradeid=tradeid)  # fmt: skip
+        return self._submit(order, **kwargs)
+
+    def sell(self, owner: Any, data: Any, size: float, price: float | None = None, plimit: float | None = None,
+             exectype: int | None = None, valid: Any = None, tradeid: int = 0, oco: Any = None,
+             trailamount: float | None = None, trailpercent: float | None = None, **kwargs: Any) -> bt.Order:  # fmt: skip
+        """Place a sell order (Market or Limit)."""
+        order = bt.SellOrder(owner=owner, data=data, size=size, price=price, pricelimit=plimit,
+                             exectype=exectype, valid=valid, tradeid=tradeid)  # fmt: skip
+        return self._submit(order, **kwargs)
+
+    def _submit(self, order: bt.Order, **kwargs: Any) -> bt.Order:
+        """Journal the intent, then send it unless an earlier run already did."""
+        journal: Journal = self.p.journal
+        order.addinfo(**kwargs)
+        order.addcomminfo(self.getcommissioninfo(order.data))
+        cid, bar_ts = self._next_cid(journal, order)
+        order.addinfo(cid=cid)
+        order.submit(self)
+        self.notify(order)
+        side, otype = ("buy" if order.isbuy() else "sell"), _otype(order)
+        known = journal.intent(cid)
+        if known is not None and known["status"] not in ("lost",):
+            return self._adopt(order, known)
+        try:
+            if otype == "unsupported":
+                raise OrderRejectedError("only Market and Limit orders are supported by CcxtBroker")
+            price = order.created.price if otype == "limit" else None
+            ref = order.data.close[0]
+            amount, price = self.p.client.round_order(otype, abs(order.created.size), price, ref)
+        except OrderRejectedError as exc:
+            if known is None:
+                journal.record_intent(cid, bar_ts, side, otype, abs(order.created.size), None, "rejected", str(exc))
+            return self._reject(order, str(exc))
+        if known is None:
+            journal.record_intent(cid, bar_ts, side, otype, amount, price)
+        else:
+            journal.set_intent(cid, "pending", "re-sent: it never reached the exchange before the restart")
+        tracked = _Tracked(cid, side, otype, amount, price, order=order)
+        self._tracked[cid] = tracked
+        self._send(tracked, maybe_sent=False)
+        return order
+
+    def _adopt(self, order: bt.Order, row: Any) -> bt.Order:
+        """The same intent was journaled by an earlier run: follow it, never send it again."""
+        cid = row["cid"]
+        if row["status"] == "rejected":
+            return self._reject(order, row["reason"] or "rejected in an earlier run")
+        tracked = self._tracked.get(cid)
+        if tracked is not None:
+            tracked.order = order
+        order.accept(self)
+        self.notify(order)
+        if tracked is None:  # it already finished before the restart; its fills are in the balances
+            order.executed.remsize = 0
+            if row["status"] == "closed":
+                order.completed()
+            elif row["status"] == "canceled":
+                order.cancel()
+            else:
+                order.reject(self)
+            self.notify(order)
+        return order
+
+    def _reject(self, order: bt.Order, reason: str) -> bt.Order:
+        """Tell the strategy the order was refused, and why."""
+        log.warning("order %s rejected: %s", order.info.cid, reason)
+        order.addinfo(reason=reason)
+        order.reject(self)
+        self.notify(order)
+        return order
+
+    def _send(self, tracked: _Tracked, *, maybe_sent: bool) -> None:
+        """Place (or find) the order; an unknown outcome is left for the next poll to resolve."""
+        journal: Journal = self.p.journal
+        try:
+            placed = self.p.client.place_order(tracked.cid, tracked.side, tracked.otype, tracked.amount,
+                                               tracked.price, maybe_sent=maybe_sent)  # fmt: skip
+        except TemporaryExchangeError as exc:
+            self._unresolved.add(tracked.cid)
+            journal.event("unresolved", f"{tracked.cid}: {exc}")
+            return
+        except ExchangeError as exc:  # rejected, or keys refused: never retried
+            self._unresolved.discard(tracked.cid)
+            self._tracked.pop(tracked.cid, None)
+            journal.set_intent(tracked.cid, "rejected", str(exc))
+            if tracked.order is not None:
+                self._reject(tracked.order, str(exc))
+            return
+        self._unresolved.discard(tracked.cid)
+        tracked.order_id = str(placed["id"])
+        journal.record_order(tracked.cid, placed)
+        journal.set_intent(tracked.cid, "open")
+        if tracked.order is not None and tracked.order.status == bt.Order.Submitted:
+            tracked.order.accept(self)
+            self.notify(tracked.order)
+        if tracked.cancel_requested and tracked.order is not None:
+            self.cancel(tracked.order)
+        self._next_poll = 0.0  # look at fills right away (market orders fill at once)
+
+    def cancel(self, order: bt.Order | None) -> None:
+        """Ask the exchange to cancel; the Canceled notification follows once the fills are settled."""
+        if order is None:
+            return
+        tracked = self._tracked.get(order.info.get("cid", ""))
+        if tracked is None:
+            return
+        tracked.cancel_requested = True
+        if tracked.cid in self._unresolved:
+            return
+        try:
+            answer = self.p.client.cancel_order(tracked.cid)
+        except TemporaryExchangeError as exc:
+            log.warning("cancel %s failed for now (%s); retrying at the next poll", tracked.cid, exc)
+            return
+        except ExchangeError as exc:
+            log.warning("cancel %s refused: %s", tracked.cid, exc)
+            return
+        tracked.cancel_requested = False
+        if answer is not None:
+            self.p.journal.record_order(tracked.cid, answer)
+        self._next_poll = 0.0
+
+    def next(self) -> None:
+        """Every ``poll`` seconds: resolve unknown placements, retry cancels, pull fills and final states."""
+        if time.monotonic() < self._next_poll:
+            return
+        self._next_poll = time.monotonic() + self.p.poll
+        for cid in list(self._unresolved):
+            self._send(self._tracked[cid], maybe_sent=True)
+        for tracked in list(self._tracked.values()):
+            if tracked.cancel_requested and tracked.order_id is not None:
+                self.cancel(tracked.order)
+        try:
+            self._refresh()
+        except TemporaryExchangeError as exc:
+            log.warning("order refresh failed (%s); retrying at the next poll", exc)
+
+    def stop(self) -> None:
+        """Pull the last fills and order states so the journal ends complete."""
+        try:
+            self._next_poll = 0.0
+            self.next()
+        except TemporaryExchangeError as exc:
+            log.warning("final order refresh failed (%s); a restart will reconcile", exc)
+        super().stop()
+
+    # --- fills and order states ----------------------------------------------------------------------
+    def _refresh(self) -> None:
+        """Apply new fills, then close out tracked orders that are no longer open on the exchange."""
+        client = self.p.client
+        if not any(t.order_id for t in self._tracked.values()):
+            return
+        open_ids = {o.get("clientOrderId") for o in client.call("fetch_open_orders", client.symbol)}
+        self._sync_fills(apply=True)
+        for tracked in list(self._tracked.values()):
+            if tracked.order_id is None or tracked.cid in open_ids:
+                continue
+            found = client.find_order(tracked.cid)
+            if found is None:
+                continue
+            self.p.journal.record_order(tracked.cid, found)
+            if tracked.filled + _EPS < float(found.get("filled") or 0.0):
+                continue  # its last fills are not listed yet; next poll
+            self._finish(tracked, str(found.get("status")))
+
+    def _sync_fills(self, *, apply: bool) -> None:
+        """Journal every new fill of our orders once (by trade id); ``apply`` books it into cash/position."""
+        client, journal = self.p.client, self.p.journal
+        for trade in client.trades_since(self._last_trade + 1):
+            self._last_trade = max(self._last_trade, int(trade["id"]))
+            order_id = str(trade["order"])
+            cid = journal.cid_for_order(order_id)
+            if cid is None:
+                info = client.call("fetch_order", order_id, client.symbol)
+                cid = info.get("clientOrderId")
+                if cid is None or journal.intent(cid) is None:
+                    log.warning("fill %s belongs to order %s not placed by this session", trade["id"], order_id)
+                    continue
+                journal.record_order(cid, info)
+            fee = trade.get("fee") or {}
+            new = journal.record_fill(str(trade["id"]), cid, order_id, int(trade["timestamp"] or 0), trade["side"],
+                                      float(trade["amount"]), float(trade["price"]), float(fee.get("cost") or 0.0),
+                                      fee.get("currency"))  # fmt: skip
+            tracked = self._tracked.get(cid)
+            if new and tracked is not None:
+                tracked.filled += float(trade["amount"])
+            if new and apply:
+                self._apply_fill(tracked, trade, fee)
+
+    def _apply_fill(self, tracked: _Tracked | None, trade: dict[str, Any], fee: dict[str, Any]) -> None:
+        """Book one fill into cash and position, and into the backtrader order the strategy holds."""
+        data = self.p.data
+        amount, price = float(trade["amount"]), float(trade["price"])
+        signed = amount if trade["side"] == "buy" else -amount
+        fee_cost, fee_ccy = float(fee.get("cost") or 0.0), fee.get("currency")
+        self.cash -= signed * price
+        fee_quote = 0.0  # a fee in a third currency (e.g. BNB) costs neither cash nor position here
+        if fee_ccy == self._quote:
+            self.cash -= fee_cost
+            fee_quote = fee_cost
+        elif fee_ccy == self._base:  # the exchange kept part of the coins
+            fee_quote = fee_cost * price
+        size = signed - (fee_cost if fee_ccy == self._base else 0.0)
+        pos = self.positions[data]
+        pprice_orig = pos.price
+        psize, pprice, opened, closed = pos.update(size, price)
+        pos.size = psize = round(psize, 12)  # float dust would become an unsellable remainder
+        if not psize:
+            pos.price = pprice = 0.0
+        order = tracked.order if tracked is not None else None
+        if order is None:
+            return
+        comminfo = self.getcommissioninfo(data)
+        closedcomm = fee_quote * abs(closed) / abs(size) if size else 0.0
+        order.execute(bt.date2num(ms_to_datetime(int(trade["timestamp"] or 0))), size, price,
+                      closed, comminfo.getoperationcost(closed, pprice_orig), closedcomm,
+                      opened, comminfo.getoperationcost(opened, price), fee_quote - closedcomm,
+                      0.0, comminfo.profitandloss(-closed, pprice_orig, price), psize, pprice)  # fmt: skip
+        if tracked.filled + _EPS >= tracked.amount:
+            order.executed.remsize = 0
+            order.completed()
+        else:
+            order.partial()
+        self.notify(order)
+
+    def _finish(self, tracked: _Tracked, status: str) -> None:
+        """Final state from the exchange: journal it and tell the strategy."""
+        final = _FINAL.get(status, "closed" if tracked.filled + _EPS >= tracked.amount else "canceled")
+        self._tracked.pop(tracked.cid, None)
+        self.p.journal.set_intent(tracked.cid, final)
+        order = tracked.order
+        if order is None or not order.alive():
+            return
+        if final == "closed":
+            order.executed.remsize = 0
+            order.completed()
+        elif final == "canceled":
+            order.cancel()
+        elif final == "expired":
+            order.expire()
+        else:
+            order.reject(self)
+        self.notify(order)

@@ -1,0 +1,176 @@
+"""SQLite (WAL) journal of a paper/sandbox/live session: intents, exchange orders, fills, bars, equity.
+
+An intent is written before its order is sent (write-ahead), so a session killed at any point can
+look every unfinished intent up by its client order id on restart instead of sending it again.
+Nothing secret is ever written: callers pass settings through :func:`public_settings` first.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS intents (
+    cid TEXT PRIMARY KEY, bar_ts INTEGER NOT NULL, side TEXT NOT NULL, type TEXT NOT NULL,
+    amount REAL NOT NULL, price REAL, status TEXT NOT NULL, reason TEXT, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS orders (
+    cid TEXT PRIMARY KEY, order_id TEXT, status TEXT, amount REAL, filled REAL, average REAL,
+    price REAL, updated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS fills (
+    trade_id TEXT PRIMARY KEY, cid TEXT, order_id TEXT, ts INTEGER, side TEXT, amount REAL, price REAL,
+    cost REAL, fee REAL, fee_currency TEXT);
+CREATE TABLE IF NOT EXISTS bars (
+    bar_ts INTEGER PRIMARY KEY, open REAL, high REAL, low REAL, close REAL, volume REAL, processed REAL);
+CREATE TABLE IF NOT EXISTS positions (bar_ts INTEGER PRIMARY KEY, size REAL, price REAL);
+CREATE TABLE IF NOT EXISTS equity (bar_ts INTEGER PRIMARY KEY, cash REAL, value REAL);
+CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL, kind TEXT, message TEXT);
+"""
+
+OPEN_STATES = ("pending", "open")  # an intent in these states may still change on the exchange
+_SECRET_WORDS = ("secret", "key", "password", "token", "passphrase")
+
+
+def public_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Drop anything that could be a credential before it is journaled or printed."""
+    return {k: v for k, v in settings.items() if not any(w in k.lower() for w in _SECRET_WORDS) or k.endswith("_env")}
+
+
+class Journal:
+    """Append-mostly record of one session; re-opening the same file resumes it."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=30)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(_SCHEMA)
+        if self.meta("session_id") is None:
+            self.set_meta("session_id", secrets.token_hex(4))
+            self.set_meta("created", str(time.time()))
+
+    def close(self) -> None:
+        """Checkpoint and close the database."""
+        self.db.close()
+
+    # --- meta and events -----------------------------------------------------------------------------
+    def meta(self, key: str) -> str | None:
+        """A stored setting, or None."""
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Store a setting."""
+        self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def set_settings(self, settings: Mapping[str, Any]) -> None:
+        """Store the session settings, credentials removed."""
+        self.set_meta("settings", json.dumps(public_settings(settings), default=str, sort_keys=True))
+
+    @property
+    def session_id(self) -> str:
+        """Short random id fixed at creation; part of every client order id."""
+        return str(self.meta("session_id"))
+
+    def event(self, kind: str, message: str) -> None:
+        """Log a session event (start, restart, reconciliation, model swap, error)."""
+        self.db.execute("INSERT INTO events(ts, kind, message) VALUES (?, ?, ?)", (time.time(), kind, message))
+
+    # --- intents and orders --------------------------------------------------------------------------
+    def record_intent(self, cid: str, bar_ts: int, side: str, otype: str, amount: float, price: float | None,
+                      status: str = "pending", reason: str | None = None) -> None:  # fmt: skip
+        """Write an order intent before anything is sent."""
+        self.db.execute(
+            "INSERT INTO intents(cid, bar_ts, side, type, amount, price, status, reason, created)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (cid, bar_ts, side, otype, amount, price, status, reason, time.time()),
+        )
+
+    def intent(self, cid: str) -> sqlite3.Row | None:
+        """The intent with this client order id."""
+        return self.db.execute("SELECT * FROM intents WHERE cid=?", (cid,)).fetchone()
+
+    def intents(self, states: tuple[str, ...] | None = None) -> list[sqlite3.Row]:
+        """Intents in creation order, optionally only those in ``states``."""
+        if states is None:
+            return self.db.execute("SELECT * FROM intents ORDER BY created, cid").fetchall()
+        marks = ",".join("?" * len(states))
+        return self.db.execute(f"SELECT * FROM intents WHERE status IN ({marks}) ORDER BY created", states).fetchall()
+
+    def set_intent(self, cid: str, status: str, reason: str | None = None) -> None:
+        """Move an intent to a new state (open, closed, canceled, rejected, lost)."""
+        self.db.execute("UPDATE intents SET status=?, reason=COALESCE(?, reason) WHERE cid=?", (status, reason, cid))
+
+    def record_order(self, cid: str, order: Mapping[str, Any]) -> None:
+        """Upsert the exchange's view of an order (ccxt unified order dict)."""
+        self.db.execute(
+            "INSERT OR REPLACE INTO orders(cid, order_id, status, amount, filled, average, price, updated)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (cid, str(order.get("id")), order.get("status"), order.get("amount"), order.get("filled"),
+             order.get("average"), order.get("price"), time.time()),
+        )  # fmt: skip
+
+    def cid_for_order(self, order_id: str) -> str | None:
+        """Client order id of an exchange order id we placed."""
+        row = self.db.execute("SELECT cid FROM orders WHERE order_id=?", (str(order_id),)).fetchone()
+        return None if row is None else row[0]
+
+    def orders(self) -> list[sqlite3.Row]:
+        """Every exchange order recorded."""
+        return self.db.execute("SELECT * FROM orders ORDER BY order_id").fetchall()
+
+    # --- fills ---------------------------------------------------------------------------------------
+    def record_fill(self, trade_id: str, cid: str, order_id: str, ts: int, side: str, amount: float, price: float,
+                    fee: float, fee_currency: str | None) -> bool:  # fmt: skip
+        """Store a fill once; False when this trade id was already journaled."""
+        cur = self.db.execute(
+            "INSERT OR IGNORE INTO fills(trade_id, cid, order_id, ts, side, amount, price, cost, fee, fee_currency)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (str(trade_id), cid, str(order_id), ts, side, amount, price, amount * price, fee, fee_currency),
+        )
+        return cur.rowcount == 1
+
+    def fills(self, cid: str | None = None) -> list[sqlite3.Row]:
+        """Fills, oldest first, optionally of one order."""
+        if cid is None:
+            return self.db.execute("SELECT * FROM fills ORDER BY ts, trade_id").fetchall()
+        return self.db.execute("SELECT * FROM fills WHERE cid=? ORDER BY ts, trade_id", (cid,)).fetchall()
+
+    def max_trade_id(self) -> int:
+        """Largest numeric exchange trade id journaled (0 when none): where to resume fetching fills."""
+        row = self.db.execute("SELECT MAX(CAST(trade_id AS INTEGER)) FROM fills WHERE trade_id GLOB '[0-9]*'").fetchone()
+        return int(row[0] or 0)
+
+    # --- bars, positions, equity ---------------------------------------------------------------------
+    def record_bar(self, bar_ts: int, ohlcv: tuple[float, ...], *, cash: float, value: float, size: float,
+                   price: float) -> None:  # fmt: skip
+        """Mark a bar processed with the position and equity after it, atomically."""
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("INSERT OR REPLACE INTO bars VALUES (?, ?, ?, ?, ?, ?, ?)", (bar_ts, *ohlcv, time.time()))
+            self.db.execute("INSERT OR REPLACE INTO positions VALUES (?, ?, ?)", (bar_ts, size, price))
+            self.db.execute("INSERT OR REPLACE INTO equity VALUES (?, ?, ?)", (bar_ts, cash, value))
+
+    def last_bar(self) -> int | None:
+        """Open time (ms) of the last processed bar, or None for a new session."""
+        row = self.db.execute("SELECT MAX(bar_ts) FROM bars").fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def last_state(self) -> tuple[float, float, float] | None:
+        """(cash, position size, position price) after the last processed bar."""
+        row = self.db.execute(
+            "SELECT e.cash, p.size, p.price FROM equity e JOIN positions p USING (bar_ts) ORDER BY bar_ts DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else (float(row[0]), float(row[1]), float(row[2]))
+
+    def equity(self) -> list[sqlite3.Row]:
+        """Equity snapshots, oldest first."""
+        return self.db.execute("SELECT * FROM equity ORDER BY bar_ts").fetchall()

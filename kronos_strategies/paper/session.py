@@ -1,0 +1,180 @@
+"""Wire any backtrader strategy to a live ccxt feed, a paper or exchange broker, and the journal.
+
+The strategy is wrapped so that its ``next`` runs only for bars after the warm-up history (fresh
+session) or after the last journaled bar (resumed session), and every processed bar is journaled with
+the position and equity that followed it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import backtrader as bt
+
+from kronos_strategies.errors import ConfigError
+
+from .broker import CcxtBroker, PaperBroker
+from .config import PaperConfig
+from .exchange import ExchangeClient, make_exchange
+from .journal import Journal
+from .livefeed import CcxtLiveFeed, bar_ms, bt_timeframe, timeframe_ms
+
+log = logging.getLogger(__name__)
+
+
+class LiveTradingRefused(ConfigError):
+    """Live mode needs both ``mode: live`` in the YAML and ``--live`` on the command line."""
+
+
+@dataclass
+class SessionResult:
+    """What a finished (or stopped) session did."""
+
+    bars: int
+    journal: Path
+    strategy: bt.Strategy | None
+
+
+def load_strategy(spec: str) -> type[bt.Strategy]:
+    """Import ``package.module:Class`` (no eval), checking it is a backtrader strategy."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        obj = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError(f"cannot import strategy {spec!r} (use 'package.module:Class'): {exc}") from exc
+    if not (isinstance(obj, type) and issubclass(obj, bt.Strategy)):
+        raise ConfigError(f"{spec!r} is not a backtrader Strategy class")
+    return obj
+
+
+def describe(config: PaperConfig) -> str:
+    """One line saying what the session is about to do (no secrets)."""
+    where = f" via {config.url}" if config.url else ""
+    money = {"paper": "simulated fills, nothing is sent", "sandbox": "orders go to the exchange TESTNET",
+             "live": "REAL ORDERS WITH REAL MONEY"}[config.mode]  # fmt: skip
+    return (f"{config.mode} trading {config.symbol} {config.timeframe} on {config.exchange}{where}: {money}; "
+            f"journal {config.journal}")  # fmt: skip
+
+
+def credentials(config: PaperConfig, env: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """API key and secret from the environment (sandbox/live only); missing ones name the variable."""
+    if config.mode == "paper":
+        return None, None
+    key, secret = env.get(config.api_key_env), env.get(config.secret_env)
+    missing = [name for name, value in ((config.api_key_env, key), (config.secret_env, secret)) if not value]
+    if missing:
+        raise ConfigError(f"{config.mode} mode needs the API key and secret in environment variable(s) {missing}")
+    return key, secret
+
+
+class _Hooks:
+    """Session state the wrapped strategy consults: which bars to skip, where to journal, when to stop."""
+
+    def __init__(self, journal: Journal, feed: CcxtLiveFeed, resume_after: int | None, config: PaperConfig) -> None:
+        self.journal, self.feed, self.resume_after = journal, feed, resume_after
+        self.max_bars, self.until = config.max_bars, config.until_ms()
+        self.bars = 0
+
+    def skip(self, ts: int) -> bool:
+        """True for warm-up bars: history before the session started, or bars an earlier run processed."""
+        limit = self.resume_after if self.resume_after is not None else self.feed.warm_until
+        return limit is not None and ts <= limit
+
+    def done(self, strategy: bt.Strategy, ts: int) -> None:
+        """Journal the bar with the position and equity after it; stop at ``max_bars``/``until``."""
+        data, broker = strategy.data, strategy.broker
+        pos = broker.getposition(data)
+        ohlcv = (data.open[0], data.high[0], data.low[0], data.close[0], data.volume[0])
+        self.journal.record_bar(ts, ohlcv, cash=broker.getcash(), value=broker.getvalue(), size=pos.size, price=pos.price)
+        self.bars += 1
+        if (self.max_bars is not None and self.bars >= self.max_bars) or (self.until is not None and ts >= self.until):
+            strategy.env.runstop()
+
+
+def session_strategy(strategy: type[bt.Strategy], hooks: _Hooks) -> type[bt.Strategy]:
+    """Subclass ``strategy`` so that ``next`` skips warm-up bars and journals each processed bar."""
+
+    def next(self: bt.Strategy) -> None:  # noqa: A001
+        ts = bar_ms(self.data)
+        if hooks.skip(ts):
+            return
+        strategy.next(self)
+        hooks.done(self, ts)
+
+    return type(strategy.__name__, (strategy,), {"next": next, "__module__": strategy.__module__})
+
+
+class PaperSession:
+    """One strategy, one symbol: feed + broker + journal, in paper, sandbox or live mode."""
+
+    def __init__(self, config: PaperConfig, strategy: type[bt.Strategy], params: Mapping[str, Any] | None = None,
+                 *, live_confirmed: bool = False, env: Mapping[str, str] | None = None,
+                 sizer: tuple[type[bt.Sizer], dict[str, Any]] | None = None) -> None:  # fmt: skip
+        if config.mode == "live" and not live_confirmed:
+            raise LiveTradingRefused("live trading refused: the YAML says mode: live but --live was not given")
+        if live_confirmed and config.mode != "live":
+            raise LiveTradingRefused(f"--live given but the YAML says mode: {config.mode}; set mode: live to trade live")
+        self.config, self.strategy, self.params, self.sizer = config, strategy, dict(params or {}), sizer
+        self._key, self._secret = credentials(config, os.environ if env is None else env)
+
+    def build_client(self) -> ExchangeClient:
+        """A loaded exchange client for the configured symbol and timeframe."""
+        c = self.config
+        exchange = make_exchange(c.exchange, url=c.url, sandbox=c.mode == "sandbox", api_key=self._key,
+                                 secret=self._secret, timeout_ms=c.timeout_ms)  # fmt: skip
+        client = ExchangeClient(exchange, c.symbol, retries=c.retries, backoff=c.backoff, max_backoff=c.max_backoff)
+        client.load(c.timeframe)
+        return client
+
+    def _open_journal(self) -> Journal:
+        """Open (or resume) the journal, refusing one that belongs to a different market or mode."""
+        c = self.config
+        journal = Journal(c.journal)
+        mine = {"exchange": c.exchange, "symbol": c.symbol, "timeframe": c.timeframe, "mode": c.mode}
+        stored = journal.meta("market")
+        if stored is not None and stored != repr(sorted(mine.items())):
+            journal.close()
+            raise ConfigError(f"journal {c.journal} belongs to another session ({stored}); use a new journal file")
+        journal.set_meta("market", repr(sorted(mine.items())))
+        journal.set_settings(dataclasses.asdict(c))
+        return journal
+
+    def run(self) -> SessionResult:
+        """Run until ``until``/``max_bars`` or until interrupted; safe to call again after a crash."""
+        c = self.config
+        client = self.build_client()
+        journal = self._open_journal()
+        try:
+            last = journal.last_bar()
+            step = timeframe_ms(client.exchange, c.timeframe)
+            since = None if last is None else last + step - c.warmup * step
+            journal.event("start" if last is None else "restart", describe(c))
+            frame, compression = bt_timeframe(step)
+            feed = CcxtLiveFeed(client=client, interval=c.timeframe, warmup=c.warmup, since=since, poll=c.poll,
+                                until=c.until_ms(), timeframe=frame, compression=compression)  # fmt: skip
+            cerebro = bt.Cerebro(stdstats=False, quicknotify=True)
+            cerebro.adddata(feed, name=c.symbol)
+            if c.mode == "paper":
+                broker = PaperBroker(journal=journal, data=feed, cash=c.cash)
+                broker.setcommission(commission=c.commission)
+                if c.slippage:
+                    broker.set_slippage_perc(c.slippage)
+            else:
+                broker = CcxtBroker(client=client, journal=journal, data=feed, poll=c.poll)
+            cerebro.setbroker(broker)
+            if self.sizer is not None:
+                cerebro.addsizer(self.sizer[0], **self.sizer[1])
+            hooks = _Hooks(journal, feed, last, c)
+            cerebro.addstrategy(session_strategy(self.strategy, hooks), **self.params)
+            strategies = cerebro.run()
+            journal.event("stop", f"{hooks.bars} bar(s) processed")
+            return SessionResult(hooks.bars, Path(c.journal), strategies[0] if strategies else None)
+        finally:
+            journal.close()

@@ -1,0 +1,91 @@
+"""Strategies, candles and emulator builders shared by the paper-trading tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import backtrader as bt
+import numpy as np
+import pandas as pd
+
+from kronos_strategies.paper.emulator import ExchangeEmulator, FaultPlan
+from kronos_strategies.paper.matching import MarketRules, MatchingEngine, ReplayClock, load_candles
+
+API_KEY = "test-key-7f3a"
+SECRET = "s3cr3t-do-not-print-9c1e55"
+TF_MS = 60_000
+
+
+def write_candles(path: Path, n: int = 400, seed: int = 0) -> Path:
+    """A seeded random-walk 1m OHLCV CSV."""
+    rng = np.random.default_rng(seed)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.004, n)))
+    open_ = np.concatenate([[100.0], close[:-1]])
+    high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.002, n))
+    low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.002, n))
+    stamps = pd.date_range("2024-01-01", periods=n, freq="1min")
+    frame = pd.DataFrame({"timestamp": stamps, "open": open_, "high": high, "low": low, "close": close,
+                          "volume": rng.uniform(5, 20, n)})  # fmt: skip
+    frame.to_csv(path, index=False)
+    return path
+
+
+def start_emulator(csv: Path, *, start_index: int, bar_seconds: float, faults: FaultPlan | None = None,
+                   liquidity: float | None = None, cash: float = 10_000.0) -> ExchangeEmulator:  # fmt: skip
+    """An emulator replaying ``csv`` from candle ``start_index``, one candle per ``bar_seconds`` wall seconds."""
+    candles = load_candles(csv)
+    clock = ReplayClock(int(candles.index[start_index]), TF_MS / 1000.0 / bar_seconds)
+    engine = MatchingEngine(candles, TF_MS, clock, MarketRules(), {"USDT": cash, "BTC": 0.0}, liquidity=liquidity)
+    return ExchangeEmulator(engine, api_key=API_KEY, secret=SECRET, faults=faults, interval="1m").start()
+
+
+class SmaCross(bt.Strategy):
+    """Fast/slow SMA crossover, all-in/all-out with a fixed stake."""
+
+    params = (("fast", 3), ("slow", 8), ("stake", 1.0))
+
+    def __init__(self) -> None:
+        self.cross = bt.indicators.CrossOver(bt.indicators.SMA(period=self.p.fast), bt.indicators.SMA(period=self.p.slow))
+        self.events: list[tuple] = []
+
+    def notify_order(self, order: bt.Order) -> None:
+        if order.status in (order.Completed, order.Partial, order.Rejected, order.Canceled, order.Margin):
+            self.events.append((order.getstatusname(), order.isbuy(), order.executed.size, order.executed.price,
+                                order.info.get("reason")))  # fmt: skip
+
+    def next(self) -> None:
+        if self.cross[0] > 0 and self.position.size <= 0:
+            self.buy(size=self.p.stake)
+        elif self.cross[0] < 0 and self.position.size > 0:
+            self.sell(size=self.position.size)
+
+
+class Churn(bt.Strategy):
+    """Trades nearly every bar: market round trips and limit orders that are cancelled when stale."""
+
+    params = (("stake", 0.5), ("limit_every", 3), ("max_age", 2))
+
+    def __init__(self) -> None:
+        self.pending: dict[int, tuple[bt.Order, int]] = {}
+        self.rejections: list[str] = []
+
+    def notify_order(self, order: bt.Order) -> None:
+        if not order.alive():
+            self.pending.pop(order.ref, None)
+        if order.status == order.Rejected:
+            self.rejections.append(order.info.get("reason") or "")
+
+    def next(self) -> None:
+        n = len(self)
+        for order, born in list(self.pending.values()):
+            if n - born >= self.p.max_age:
+                self.cancel(order)
+        if self.pending:
+            return
+        if n % self.p.limit_every == 0:
+            order = self.buy(size=self.p.stake, exectype=bt.Order.Limit, price=self.data.close[0] * 0.999)
+        elif self.position.size > 0:
+            order = self.sell(size=self.position.size)
+        else:
+            order = self.buy(size=self.p.stake)
+        self.pending[order.ref] = (order, n)
