@@ -92,7 +92,8 @@ class KronosSignal(bt.Indicator):
       - ``expected_return``: mean simple return of the close from bar t to t + horizon
       - ``prob_up``: fraction of sample paths whose close at t + horizon is above the close at t
       - ``lower`` / ``upper``: close price quantiles at t + horizon
-      - ``signal``: the :meth:`signal` hook, by default ``2 * prob_up - 1`` in [-1, 1]
+      - ``signal``: the :meth:`signal` hook, by default ``2 * prob_up - 1`` in [-1, 1]; read it as
+        ``ind.lines.signal[0]`` (the attribute ``ind.signal`` is the hook method)
 
     Notes:
       Subclass and override :meth:`signal` for another signal, and :meth:`extras` to fill lines you

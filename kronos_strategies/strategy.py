@@ -118,7 +118,7 @@ class KronosStrategy(bt.Strategy):
         return start is None or self.data.datetime.datetime(0) >= start
 
     def next(self) -> None:
-        signal = float(self.kronos.signal[0])
+        signal = float(self.kronos.lines.signal[0])
         if not math.isfinite(signal) or not self._may_trade():
             return
         side = self.side

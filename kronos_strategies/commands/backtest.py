@@ -1,0 +1,166 @@
+"""``kronos-bt run`` (a YAML backtest with reports) and ``kronos-bt forecast`` (CSV in, forecast out)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from kronos_model.errors import DataError, InsufficientHistoryError
+
+
+def _pct(x: Any) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
+def _num(x: Any) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
+
+
+_ROWS: tuple[tuple[str, str, Any], ...] = (
+    ("Total return", "total_return", _pct),
+    ("CAGR", "cagr", _pct),
+    ("Sharpe", "sharpe", _num),
+    ("Sortino", "sortino", _num),
+    ("Max drawdown", "max_drawdown", _pct),
+    ("Volatility (ann.)", "volatility", _pct),
+    ("Exposure", "exposure", _pct),
+    ("Turnover (x/yr)", "turnover", _num),
+    ("Trades", "trades", str),
+    ("Hit rate", "hit_rate", _pct),
+)
+
+
+def summary_table(result: Any) -> str:
+    """Strategy vs buy-and-hold side by side, then forecast work and the files written."""
+    cfg = result.config
+    bench_title = cfg.benchmark.title
+    idx = result.returns.index
+    width = max(14, len(bench_title) + 2)
+    lines = [
+        f"{cfg.name}: {cfg.strategy.name} on {cfg.data.name or cfg.data.dataset or cfg.data.path}, "
+        f"{_when(idx[0])} .. {_when(idx[-1])} ({len(idx)} bars, {result.periods_per_year:.0f} bars/yr)",
+        f"{'':<20}{'Strategy':>14}{bench_title:>{width}}",
+    ]
+    for label, key, fmt in _ROWS:
+        bench = "-" if key in ("trades", "hit_rate", "turnover") else fmt(result.benchmark_metrics.get(key))
+        lines.append(f"{label:<20}{fmt(result.metrics.get(key)):>14}{bench:>{width}}")
+    s = result.forecast_stats
+    lines.append(
+        f"forecasts: {s.windows} windows, {s.computed} computed, {s.cache_hits} from cache, "
+        f"{s.seconds:.1f} s in the model; run took {result.seconds:.1f} s"
+    )
+    if result.files:
+        first = next(iter(result.files.values())).parent
+        lines.append(f"wrote {first}/: " + ", ".join(p.name for p in result.files.values()))
+    return "\n".join(lines)
+
+
+def _when(stamp: Any) -> str:
+    """A date for daily bars, the full timestamp otherwise."""
+    return str(stamp.date()) if stamp == stamp.normalize() else str(stamp)
+
+
+def run_handler(args: argparse.Namespace) -> int:
+    """Load the YAML, apply overrides, run the backtest, print the summary table."""
+    from kronos_strategies.runner import run_backtest
+
+    overrides = list(args.set or [])
+    if args.data:
+        overrides += [f"data.path={args.data}", "data.dataset=null"]
+    if args.mode:
+        overrides.append(f"engine.mode={args.mode}")
+    if args.no_progress:
+        overrides.append("engine.progress=false")
+    result = run_backtest(args.config, overrides=overrides, out_dir=args.out)
+    print(summary_table(result))
+    return 0
+
+
+def forecast_handler(args: argparse.Namespace) -> int:
+    """Forecast the bars after the last row of a CSV: forecast CSV + fan chart PNG."""
+    from kronos_model import KronosPredictor
+    from kronos_strategies.feeds import read_ohlcv
+    from kronos_strategies.reporting import plot_fan
+
+    frame = read_ohlcv(args.csv, timestamp_column=args.timestamp_column, tz=args.tz)
+    if args.end:
+        frame = frame[frame.index <= _bound(args.end, frame.index)]
+    if len(frame) < 3:
+        raise InsufficientHistoryError(f"{args.csv} has {len(frame)} bars up to --end; need at least 3")
+    try:
+        quantiles = tuple(float(q) for q in args.quantiles.split(","))
+    except ValueError:
+        raise DataError(f"--quantiles must be comma-separated numbers, got {args.quantiles!r}") from None
+    predictor = KronosPredictor.from_pretrained(args.model, device=args.device)
+    window = frame.iloc[-min(args.lookback, predictor.max_context) :]
+    forecast = predictor.forecast(
+        window, args.pred_len, sample_count=args.sample_count, T=args.temperature, top_k=args.top_k,
+        top_p=args.top_p, seed=args.seed,
+    )  # fmt: skip
+    stem = Path(args.csv).with_suffix("")
+    out_csv = Path(args.out) if args.out else Path(f"{stem}_forecast.csv")
+    out_png = Path(args.png) if args.png else out_csv.with_suffix(".png")
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    forecast.to_frame(quantiles).to_csv(out_csv, index_label="timestamp")
+    plot_fan(window["close"].iloc[-3 * args.pred_len :], forecast, output=out_png, quantiles=quantiles)
+    print(
+        f"{len(window)} bars up to {window.index[-1]} -> {args.pred_len} bars ahead, {args.sample_count} paths: "
+        f"expected return {100 * forecast.expected_return():+.2f}%, P(up) {100 * forecast.prob_up():.0f}% "
+        f"at the last step\nwrote {out_csv}, {out_png}"
+    )
+    return 0
+
+
+def _bound(value: str, index: Any) -> Any:
+    import pandas as pd
+
+    stamp = pd.Timestamp(value)
+    if index.tz is not None and stamp.tzinfo is None:
+        stamp = stamp.tz_localize(index.tz)
+    return stamp
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``run`` and ``forecast`` sub-commands."""
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    run = subparsers.add_parser(
+        "run",
+        help="run a YAML backtest and write a tear-sheet, metrics, chart and manifest",
+        description="Backtest a Kronos strategy described by a YAML file (see backtests/*.yaml).",
+        formatter_class=fmt,
+    )
+    run.add_argument("config", help="YAML backtest file, e.g. backtests/sp500_threshold.yaml")
+    run.add_argument("--out", default=None, help="report directory (default: output.dir of the YAML)")
+    run.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", default=[],
+        help="override a YAML key, e.g. --set strategy.params.enter=0.2 (repeatable)",
+    )  # fmt: skip
+    run.add_argument("--data", default=None, help="CSV/Parquet file to backtest (shortcut for --set data.path=...)")
+    run.add_argument("--mode", choices=("vectorised", "event"), default=None, help="override engine.mode")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.set_defaults(func=run_handler)
+
+    fc = subparsers.add_parser(
+        "forecast",
+        help="forecast the bars after a CSV's last row: forecast CSV + fan chart PNG",
+        description="Sample Kronos paths after the last bar of a CSV/Parquet file and summarise them.",
+        formatter_class=fmt,
+    )
+    fc.add_argument("csv", help="OHLCV file with a timestamp column")
+    fc.add_argument("--out", default=None, help="forecast CSV (default: <input>_forecast.csv)")
+    fc.add_argument("--png", default=None, help="fan chart PNG (default: next to --out)")
+    fc.add_argument("--model", default=None, help="hub id or checkpoint directory (default: bundled model)")
+    fc.add_argument("--device", default="cpu")
+    fc.add_argument("--lookback", type=int, default=256, help="history bars given to the model")
+    fc.add_argument("--pred-len", type=int, default=24, help="bars to forecast")
+    fc.add_argument("--sample-count", type=int, default=32, help="sample paths")
+    fc.add_argument("--quantiles", default="0.1,0.5,0.9", help="close quantile levels in the CSV")
+    fc.add_argument("--temperature", type=float, default=1.0)
+    fc.add_argument("--top-k", type=int, default=0)
+    fc.add_argument("--top-p", type=float, default=0.9)
+    fc.add_argument("--seed", type=int, default=0)
+    fc.add_argument("--end", default=None, help="forecast from the bars up to this timestamp (default: all)")
+    fc.add_argument("--timestamp-column", default=None)
+    fc.add_argument("--tz", default=None, help="timezone of naive timestamps, e.g. UTC")
+    fc.set_defaults(func=forecast_handler)
