@@ -57,8 +57,8 @@ PREDICTOR = KronosConfig(
 TOKENIZER_RUN = FinetuneConfig(
     lookback=256,
     horizon=24,
-    batch_size=16,
-    epochs=3,
+    batch_size=32,
+    epochs=4,
     steps_per_epoch=100,
     lr=1e-3,
     weight_decay=0.05,
@@ -73,7 +73,7 @@ PREDICTOR_RUN = FinetuneConfig(
     lookback=256,
     horizon=24,
     batch_size=32,
-    epochs=6,
+    epochs=7,
     steps_per_epoch=100,
     lr=1e-3,
     weight_decay=0.1,
@@ -158,10 +158,9 @@ def _kept_skill_section(path: Path) -> str | None:
 def _epochs_table(record: dict) -> str:
     """Markdown table of per-epoch losses."""
     rows = ["| epoch | step | train loss | val loss |", "|---|---|---|---|"]
-    rows += [
-        f"| {h['epoch']} | {h['step']} | {h['train_loss']:.4f} | {h['val_loss']:.4f} |"
-        for h in record["epochs"]
-    ]
+    for h in record["epochs"]:
+        val = "-" if h["val_loss"] is None else f"{h['val_loss']:.4f}"
+        rows.append(f"| {h['epoch']} | {h['step']} | {h['train_loss']:.4f} | {val} |")
     return "\n".join(rows)
 
 

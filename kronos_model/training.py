@@ -64,7 +64,7 @@ class FinetuneConfig:
     warmup: float = 0.05  # < 1: fraction of all steps; >= 1: number of steps
     min_lr_ratio: float = 0.1  # cosine floor as a fraction of lr
     grad_clip: float = 2.0
-    patience: int = 3  # epochs without a better validation loss before stopping
+    patience: int = 3  # stop after this many epochs in a row without a better validation loss
     val_fraction: float = 0.1  # share of the (pooled) bars after the cut-off
     val_start: str | None = None  # explicit cut-off time; overrides val_fraction
     stride: int = 1  # distance in bars between consecutive window starts
@@ -455,7 +455,7 @@ def _fit(
             best_state = copy.deepcopy(module.state_dict())
         else:
             bad_epochs += 1
-        if step >= total or (val is not None and bad_epochs > cfg.patience):
+        if step >= total or (bad_epochs and bad_epochs >= cfg.patience):
             stopped_early = step < total
             break
     bar.close()

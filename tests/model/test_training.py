@@ -229,3 +229,36 @@ def test_bad_inputs_give_clear_errors(frames):
     model = build_predictor(Kronos.config_class(**{**PRED, "s1_bits": 4, "s2_bits": 4}))
     with pytest.raises(CheckpointError, match="s1/s2 bits"):
         finetune_predictor(model, tok, frames, small_cfg())
+
+
+def test_early_stopping_keeps_the_best_epoch(frames, monkeypatch):
+    import kronos_model.training as training
+
+    scripted = iter([1.0, 0.5, 0.6, 0.7, 0.4, 0.3])
+    snapshots = []
+
+    def fake_evaluate(module, *args, **kwargs):
+        snapshots.append({k: v.clone() for k, v in module.state_dict().items()})
+        return next(scripted)
+
+    monkeypatch.setattr(training, "_evaluate", fake_evaluate)
+    tok = build_tokenizer(KronosTokenizer.config_class(**TOK))
+    result = finetune_tokenizer(tok, frames, small_cfg(epochs=6, steps_per_epoch=1, patience=2))
+    assert [h["val_loss"] for h in result.history] == [1.0, 0.5, 0.6, 0.7]
+    assert result.stopped_early and result.best_epoch == 2 and result.best_val_loss == 0.5
+    assert all(torch.equal(v, tok.state_dict()[k]) for k, v in snapshots[1].items())
+    assert not all(torch.equal(v, tok.state_dict()[k]) for k, v in snapshots[3].items())
+
+
+def test_default_training_data_stops_at_2014():
+    from kronos_model.train_default import TRAIN_END, training_frames
+
+    frames = training_frames()
+    assert set(frames) == {"sp500_daily", "sp500_weekly", "nasdaq_daily", "nasdaq_weekly"}
+    for df in frames.values():
+        assert df.index.max() <= pd.Timestamp(TRAIN_END) and len(df) > 500
+        assert list(df.columns) == ["open", "high", "low", "close", "volume"]
+    daily = frames["sp500_daily"]
+    week = frames["sp500_weekly"].iloc[10]
+    days = daily.loc[week.name - pd.Timedelta(days=6) : week.name]
+    assert week["high"] == days["high"].max() and week["close"] == days["close"].iloc[-1]
