@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .broker import CcxtBroker, PaperBroker, make_cid
-from .config import PaperConfig, load_paper_config
+from .config import PaperConfig, PaperSection, paper_config
 from .emulator import ExchangeEmulator, FaultPlan
 from .exchange import ExchangeClient, make_exchange
 from .journal import Journal
@@ -23,12 +23,13 @@ __all__ = [
     "MatchingEngine",
     "PaperBroker",
     "PaperConfig",
+    "PaperSection",
     "PaperSession",
     "ReplayClock",
     "SessionResult",
     "download_history",
     "load_candles",
-    "load_paper_config",
+    "paper_config",
     "make_cid",
     "make_exchange",
 ]

@@ -156,7 +156,9 @@ class CcxtBroker(_CidMixin, bt.BrokerBase):
                 journal.set_intent(row["cid"], "lost", "never reached the exchange (looked up at restart)")
                 continue
             journal.record_order(row["cid"], found)
-            tracked = _Tracked(row["cid"], row["side"], row["type"], row["amount"], row["price"], order_id=str(found["id"]))
+            tracked = _Tracked(
+                row["cid"], row["side"], row["type"], row["amount"], row["price"], order_id=str(found["id"])
+            )
             tracked.filled = sum(f["amount"] for f in journal.fills(row["cid"]))
             self._tracked[row["cid"]] = tracked
             journal.set_intent(row["cid"], "open")
@@ -245,7 +247,9 @@ class CcxtBroker(_CidMixin, bt.BrokerBase):
             amount, price = self.p.client.round_order(otype, abs(order.created.size), price, ref)
         except OrderRejectedError as exc:
             if known is None:
-                journal.record_intent(cid, bar_ts, side, otype, abs(order.created.size), None, "rejected", str(exc))
+                journal.record_intent(
+                    cid, bar_ts, side, otype, abs(order.created.size), None, "rejected", str(exc)
+                )
             return self._reject(order, str(exc))
         if known is None:
             journal.record_intent(cid, bar_ts, side, otype, amount, price)
@@ -390,7 +394,9 @@ class CcxtBroker(_CidMixin, bt.BrokerBase):
                 info = client.call("fetch_order", order_id, client.symbol)
                 cid = info.get("clientOrderId")
                 if cid is None or journal.intent(cid) is None:
-                    log.warning("fill %s belongs to order %s not placed by this session", trade["id"], order_id)
+                    log.warning(
+                        "fill %s belongs to order %s not placed by this session", trade["id"], order_id
+                    )
                     continue
                 journal.record_order(cid, info)
             fee = trade.get("fee") or {}

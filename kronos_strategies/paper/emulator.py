@@ -117,7 +117,11 @@ class ExchangeEmulator:
             raise _Drop
         if fault == "rate_limit":
             retry = {"Retry-After": _s(self.faults.retry_after)}
-            return 429, retry, _err(-1003, "Too many requests; current limit is exceeded. Please use WebSocket.")
+            return (
+                429,
+                retry,
+                _err(-1003, "Too many requests; current limit is exceeded. Please use WebSocket."),
+            )
         if fault == "error" and not ((method, path) in _MUTATING and book_anyway):
             with self._rng_lock:
                 return _error_page(self._rng)
@@ -153,7 +157,9 @@ class ExchangeEmulator:
             raise EmulatorReject(401, -2015, "Invalid API-key, IP, or permissions for action.")
         payload, sep, signature = signed.rpartition("&signature=")
         if not sep:
-            raise EmulatorReject(400, -1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.")
+            raise EmulatorReject(
+                400, -1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed."
+            )
         expected = hmac.new(self._secret, payload.encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, signature):
             raise EmulatorReject(400, -1022, "Signature for this request is not valid.")
@@ -200,7 +206,9 @@ class ExchangeEmulator:
         if method == "POST":
             side, otype = p.get("side", ""), p.get("type", "")
             if side not in ("BUY", "SELL") or otype not in ("MARKET", "LIMIT"):
-                raise EmulatorReject(400, -1116, "Invalid orderType." if side in ("BUY", "SELL") else "Invalid side.")
+                raise EmulatorReject(
+                    400, -1116, "Invalid orderType." if side in ("BUY", "SELL") else "Invalid side."
+                )
             if "quantity" not in p:
                 raise EmulatorReject(400, -1102, "Mandatory parameter 'quantity' was not sent.")
             price = float(p["price"]) if "price" in p else None
@@ -215,7 +223,9 @@ class ExchangeEmulator:
             return out
         order_id, cid = _int(p, "orderId"), p.get("origClientOrderId")
         if order_id is None and not cid:
-            raise EmulatorReject(400, -1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!")
+            raise EmulatorReject(
+                400, -1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!"
+            )
         if method == "DELETE":
             return self._order_json(eng.cancel(order_id, cid)) | {"origClientOrderId": cid or ""}
         return self._order_json(eng.find(order_id, cid))
@@ -288,7 +298,11 @@ def _err(code: int, msg: str) -> str:
 def _error_page(rng: random.Random) -> tuple[int, dict, str]:
     """An HTML 5xx page as a load balancer in front of the exchange would send."""
     status = rng.choice((500, 502, 503))
-    return status, {"Content-Type": "text/html"}, f"<html><body><h1>{status} Service Unavailable</h1></body></html>"
+    return (
+        status,
+        {"Content-Type": "text/html"},
+        f"<html><body><h1>{status} Service Unavailable</h1></body></html>",
+    )
 
 
 def _make_handler(emulator: ExchangeEmulator) -> type[BaseHTTPRequestHandler]:

@@ -85,7 +85,11 @@ def make_exchange(exchange_id: str = "binance", *, url: str | None = None, sandb
         "options": {"defaultType": "spot", "maxRetriesOnFailure": 0},
     }
     if exchange_id == "binance":  # one exchangeInfo request, no margin/currency endpoints
-        config["options"] |= {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "fetchMargins": False}
+        config["options"] |= {
+            "fetchMarkets": {"types": ["spot"]},
+            "fetchCurrencies": False,
+            "fetchMargins": False,
+        }
     if api_key:
         config["apiKey"] = api_key
     if secret:
@@ -160,14 +164,18 @@ class ExchangeClient:
         self.market = markets[self.symbol]
         frames = self.exchange.timeframes or {}
         if timeframe is not None and frames and timeframe not in frames:
-            raise ConfigError(f"{self.exchange.id} has no timeframe {timeframe!r}; valid: {', '.join(frames)}")
+            raise ConfigError(
+                f"{self.exchange.id} has no timeframe {timeframe!r}; valid: {', '.join(frames)}"
+            )
         return self.market
 
     def now_ms(self) -> int:
         """Exchange time in epoch milliseconds."""
         return int(self.call("fetch_time"))
 
-    def round_order(self, otype: str, amount: float, price: float | None, ref_price: float) -> tuple[float, float | None]:
+    def round_order(
+        self, otype: str, amount: float, price: float | None, ref_price: float
+    ) -> tuple[float, float | None]:
         """Amount and price rounded to market precision, checked against the market's limits."""
         try:
             amount = float(self.exchange.amount_to_precision(self.symbol, abs(amount)))
@@ -224,7 +232,9 @@ class ExchangeClient:
                 if found is None:
                     raise
                 return found
-        raise TemporaryExchangeError(f"order {cid}: outcome unknown after {self.retries + 1} attempts") from last
+        raise TemporaryExchangeError(
+            f"order {cid}: outcome unknown after {self.retries + 1} attempts"
+        ) from last
 
     def cancel_order(self, cid: str) -> dict[str, Any] | None:
         """Cancel by client order id; None when the exchange says it is not open any more."""

@@ -39,7 +39,11 @@ _SECRET_WORDS = ("secret", "key", "password", "token", "passphrase")
 
 def public_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     """Drop anything that could be a credential before it is journaled or printed."""
-    return {k: v for k, v in settings.items() if not any(w in k.lower() for w in _SECRET_WORDS) or k.endswith("_env")}
+    return {
+        k: v
+        for k, v in settings.items()
+        if not any(w in k.lower() for w in _SECRET_WORDS) or k.endswith("_env")
+    }
 
 
 class Journal:
@@ -82,7 +86,9 @@ class Journal:
 
     def event(self, kind: str, message: str) -> None:
         """Log a session event (start, restart, reconciliation, model swap, error)."""
-        self.db.execute("INSERT INTO events(ts, kind, message) VALUES (?, ?, ?)", (time.time(), kind, message))
+        self.db.execute(
+            "INSERT INTO events(ts, kind, message) VALUES (?, ?, ?)", (time.time(), kind, message)
+        )
 
     # --- intents and orders --------------------------------------------------------------------------
     def record_intent(self, cid: str, bar_ts: int, side: str, otype: str, amount: float, price: float | None,
@@ -103,11 +109,15 @@ class Journal:
         if states is None:
             return self.db.execute("SELECT * FROM intents ORDER BY created, cid").fetchall()
         marks = ",".join("?" * len(states))
-        return self.db.execute(f"SELECT * FROM intents WHERE status IN ({marks}) ORDER BY created", states).fetchall()
+        return self.db.execute(
+            f"SELECT * FROM intents WHERE status IN ({marks}) ORDER BY created", states
+        ).fetchall()
 
     def set_intent(self, cid: str, status: str, reason: str | None = None) -> None:
         """Move an intent to a new state (open, closed, canceled, rejected, lost)."""
-        self.db.execute("UPDATE intents SET status=?, reason=COALESCE(?, reason) WHERE cid=?", (status, reason, cid))
+        self.db.execute(
+            "UPDATE intents SET status=?, reason=COALESCE(?, reason) WHERE cid=?", (status, reason, cid)
+        )
 
     def record_order(self, cid: str, order: Mapping[str, Any]) -> None:
         """Upsert the exchange's view of an order (ccxt unified order dict)."""
@@ -146,7 +156,9 @@ class Journal:
 
     def max_trade_id(self) -> int:
         """Largest numeric exchange trade id journaled (0 when none): where to resume fetching fills."""
-        row = self.db.execute("SELECT MAX(CAST(trade_id AS INTEGER)) FROM fills WHERE trade_id GLOB '[0-9]*'").fetchone()
+        row = self.db.execute(
+            "SELECT MAX(CAST(trade_id AS INTEGER)) FROM fills WHERE trade_id GLOB '[0-9]*'"
+        ).fetchone()
         return int(row[0] or 0)
 
     # --- bars, positions, equity ---------------------------------------------------------------------
@@ -155,7 +167,9 @@ class Journal:
         """Mark a bar processed with the position and equity after it, atomically."""
         with self.db:
             self.db.execute("BEGIN")
-            self.db.execute("INSERT OR REPLACE INTO bars VALUES (?, ?, ?, ?, ?, ?, ?)", (bar_ts, *ohlcv, time.time()))
+            self.db.execute(
+                "INSERT OR REPLACE INTO bars VALUES (?, ?, ?, ?, ?, ?, ?)", (bar_ts, *ohlcv, time.time())
+            )
             self.db.execute("INSERT OR REPLACE INTO positions VALUES (?, ?, ?)", (bar_ts, size, price))
             self.db.execute("INSERT OR REPLACE INTO equity VALUES (?, ?, ?)", (bar_ts, cash, value))
 

@@ -29,9 +29,14 @@ _PAGE = 1000
 def timeframe_ms(exchange: object, timeframe: str) -> int:
     """Milliseconds in a ccxt timeframe string such as ``1m`` or ``4h``."""
     try:
-        return int(exchange.parse_timeframe(timeframe) * 1000)  # type: ignore[attr-defined]
-    except Exception as exc:
-        raise ConfigError(f"timeframe {timeframe!r} is not a ccxt timeframe such as '1m', '1h' or '1d'") from exc
+        step = int(exchange.parse_timeframe(timeframe) * 1000)  # type: ignore[attr-defined]
+    except Exception as exc:  # ccxt raises bare errors on malformed strings
+        raise ConfigError(
+            f"timeframe {timeframe!r} is not a ccxt timeframe such as '1m', '1h' or '1d'"
+        ) from exc
+    if step <= 0:
+        raise ConfigError(f"timeframe {timeframe!r} is not a ccxt timeframe such as '1m', '1h' or '1d'")
+    return step
 
 
 def bt_timeframe(step_ms: int) -> tuple[int, int]:
@@ -120,7 +125,11 @@ class CcxtLiveFeed(bt.feed.DataBase):
             if ts <= self._last:
                 continue
             if ts != self._last + self._step and self._last >= 0 and (self._queue or self._live):
-                log.warning("exchange has no candles between %s and %s", ms_to_datetime(self._last), ms_to_datetime(ts))
+                log.warning(
+                    "exchange has no candles between %s and %s",
+                    ms_to_datetime(self._last),
+                    ms_to_datetime(ts),
+                )
             self._queue.append(candle)
             self._last = ts
 
@@ -189,7 +198,11 @@ def download_history(client: ExchangeClient, timeframe: str, start: int, end: in
         path.parent.mkdir(parents=True, exist_ok=True)
         merged.to_csv(path)
     window = merged[(merged.index >= start) & (merged.index < end)]
-    out = prepare_ohlcv(window, name=f"{client.symbol} {timeframe} history")[["open", "high", "low", "close", "volume"]]
-    out.index = pd.DatetimeIndex(pd.to_datetime(window.index.to_numpy(dtype="int64"), unit="ms"), name="datetime")
+    out = prepare_ohlcv(window, name=f"{client.symbol} {timeframe} history")[
+        ["open", "high", "low", "close", "volume"]
+    ]
+    out.index = pd.DatetimeIndex(
+        pd.to_datetime(window.index.to_numpy(dtype="int64"), unit="ms"), name="datetime"
+    )
     check_time_order(out.index, name=f"{client.symbol} {timeframe} history")
     return out

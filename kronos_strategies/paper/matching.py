@@ -196,12 +196,12 @@ class MatchingEngine:
                 raise EmulatorReject(400, -2010, "Duplicate order sent.")
             market_px = self.price()
             self._check_filters(otype, qty, price, market_px)
-            order = EmuOrder(len(self.orders) + 1, client_id, side, otype, qty, price or 0.0, now, update_time=now)
+            order = EmuOrder(
+                len(self.orders) + 1, client_id, side, otype, qty, price or 0.0, now, update_time=now
+            )
             self._lock_funds(order, market_px)
             self.orders.append(order)
-            marketable = otype == "MARKET" or (
-                price >= market_px if side == "BUY" else price <= market_px
-            )
+            marketable = otype == "MARKET" or (price >= market_px if side == "BUY" else price <= market_px)
             if marketable:
                 fill_px = market_px * (1 + self.slippage_bps / 1e4 * (1 if side == "BUY" else -1))
                 self._fill(order, qty, fill_px, now, maker=False)
@@ -255,7 +255,9 @@ class MatchingEngine:
         order.quote += cost
         order.update_time = now
         order.status = "FILLED" if order.executed >= order.qty - _EPS else "PARTIALLY_FILLED"
-        trade = EmuTrade(len(self.trades) + 1, order.order_id, px, qty, fee, r.quote, now, order.side == "BUY", maker)
+        trade = EmuTrade(
+            len(self.trades) + 1, order.order_id, px, qty, fee, r.quote, now, order.side == "BUY", maker
+        )
         self.trades.append(trade)
 
     def _match_candle(self, i: int) -> None:

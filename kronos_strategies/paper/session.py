@@ -8,7 +8,6 @@ the position and equity that followed it.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import logging
 import os
 from collections.abc import Mapping
@@ -19,6 +18,7 @@ from typing import Any
 import backtrader as bt
 
 from kronos_strategies.errors import ConfigError
+from kronos_strategies.strategy import FractionalCommission, configure_broker
 
 from .broker import CcxtBroker, PaperBroker
 from .config import PaperConfig
@@ -42,18 +42,6 @@ class SessionResult:
     strategy: bt.Strategy | None
 
 
-def load_strategy(spec: str) -> type[bt.Strategy]:
-    """Import ``package.module:Class`` (no eval), checking it is a backtrader strategy."""
-    module_name, _, attr = spec.partition(":")
-    try:
-        obj = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise ConfigError(f"cannot import strategy {spec!r} (use 'package.module:Class'): {exc}") from exc
-    if not (isinstance(obj, type) and issubclass(obj, bt.Strategy)):
-        raise ConfigError(f"{spec!r} is not a backtrader Strategy class")
-    return obj
-
-
 def describe(config: PaperConfig) -> str:
     """One line saying what the session is about to do (no secrets)."""
     where = f" via {config.url}" if config.url else ""
@@ -70,14 +58,18 @@ def credentials(config: PaperConfig, env: Mapping[str, str]) -> tuple[str | None
     key, secret = env.get(config.api_key_env), env.get(config.secret_env)
     missing = [name for name, value in ((config.api_key_env, key), (config.secret_env, secret)) if not value]
     if missing:
-        raise ConfigError(f"{config.mode} mode needs the API key and secret in environment variable(s) {missing}")
+        raise ConfigError(
+            f"{config.mode} mode needs the API key and secret in environment variable(s) {missing}"
+        )
     return key, secret
 
 
 class _Hooks:
     """Session state the wrapped strategy consults: which bars to skip, where to journal, when to stop."""
 
-    def __init__(self, journal: Journal, feed: CcxtLiveFeed, resume_after: int | None, config: PaperConfig) -> None:
+    def __init__(
+        self, journal: Journal, feed: CcxtLiveFeed, resume_after: int | None, config: PaperConfig
+    ) -> None:
         self.journal, self.feed, self.resume_after = journal, feed, resume_after
         self.max_bars, self.until = config.max_bars, config.until_ms()
         self.bars = 0
@@ -92,9 +84,13 @@ class _Hooks:
         data, broker = strategy.data, strategy.broker
         pos = broker.getposition(data)
         ohlcv = (data.open[0], data.high[0], data.low[0], data.close[0], data.volume[0])
-        self.journal.record_bar(ts, ohlcv, cash=broker.getcash(), value=broker.getvalue(), size=pos.size, price=pos.price)
+        self.journal.record_bar(
+            ts, ohlcv, cash=broker.getcash(), value=broker.getvalue(), size=pos.size, price=pos.price
+        )
         self.bars += 1
-        if (self.max_bars is not None and self.bars >= self.max_bars) or (self.until is not None and ts >= self.until):
+        if (self.max_bars is not None and self.bars >= self.max_bars) or (
+            self.until is not None and ts >= self.until
+        ):
             strategy.env.runstop()
 
 
@@ -118,9 +114,13 @@ class PaperSession:
                  *, live_confirmed: bool = False, env: Mapping[str, str] | None = None,
                  sizer: tuple[type[bt.Sizer], dict[str, Any]] | None = None) -> None:  # fmt: skip
         if config.mode == "live" and not live_confirmed:
-            raise LiveTradingRefused("live trading refused: the YAML says mode: live but --live was not given")
+            raise LiveTradingRefused(
+                "live trading refused: the YAML says mode: live but --live was not given"
+            )
         if live_confirmed and config.mode != "live":
-            raise LiveTradingRefused(f"--live given but the YAML says mode: {config.mode}; set mode: live to trade live")
+            raise LiveTradingRefused(
+                f"--live given but the YAML says mode: {config.mode}; set mode: live to trade live"
+            )
         self.config, self.strategy, self.params, self.sizer = config, strategy, dict(params or {}), sizer
         self._key, self._secret = credentials(config, os.environ if env is None else env)
 
@@ -129,7 +129,9 @@ class PaperSession:
         c = self.config
         exchange = make_exchange(c.exchange, url=c.url, sandbox=c.mode == "sandbox", api_key=self._key,
                                  secret=self._secret, timeout_ms=c.timeout_ms)  # fmt: skip
-        client = ExchangeClient(exchange, c.symbol, retries=c.retries, backoff=c.backoff, max_backoff=c.max_backoff)
+        client = ExchangeClient(
+            exchange, c.symbol, retries=c.retries, backoff=c.backoff, max_backoff=c.max_backoff
+        )
         client.load(c.timeframe)
         return client
 
@@ -141,7 +143,9 @@ class PaperSession:
         stored = journal.meta("market")
         if stored is not None and stored != repr(sorted(mine.items())):
             journal.close()
-            raise ConfigError(f"journal {c.journal} belongs to another session ({stored}); use a new journal file")
+            raise ConfigError(
+                f"journal {c.journal} belongs to another session ({stored}); use a new journal file"
+            )
         journal.set_meta("market", repr(sorted(mine.items())))
         journal.set_settings(dataclasses.asdict(c))
         return journal
@@ -161,14 +165,12 @@ class PaperSession:
                                 until=c.until_ms(), timeframe=frame, compression=compression)  # fmt: skip
             cerebro = bt.Cerebro(stdstats=False, quicknotify=True)
             cerebro.adddata(feed, name=c.symbol)
-            if c.mode == "paper":
-                broker = PaperBroker(journal=journal, data=feed, cash=c.cash)
-                broker.setcommission(commission=c.commission)
-                if c.slippage:
-                    broker.set_slippage_perc(c.slippage)
-            else:
-                broker = CcxtBroker(client=client, journal=journal, data=feed, poll=c.poll)
-            cerebro.setbroker(broker)
+            if c.mode == "paper":  # the backtest's own broker set-up: same fills, fees and slippage
+                cerebro.setbroker(PaperBroker(journal=journal, data=feed))
+                configure_broker(cerebro, cash=c.cash, commission=c.commission, slippage=c.slippage)
+            else:  # fractional sizes; the fees are the exchange's own
+                cerebro.setbroker(CcxtBroker(client=client, journal=journal, data=feed, poll=c.poll))
+                cerebro.broker.addcommissioninfo(FractionalCommission(commission=0.0))
             if self.sizer is not None:
                 cerebro.addsizer(self.sizer[0], **self.sizer[1])
             hooks = _Hooks(journal, feed, last, c)

@@ -8,7 +8,9 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
+from kronos_strategies.paper.config import PaperConfig
 from kronos_strategies.paper.emulator import ExchangeEmulator, FaultPlan
+from kronos_strategies.paper.exchange import ExchangeClient, make_exchange
 from kronos_strategies.paper.matching import MarketRules, MatchingEngine, ReplayClock, load_candles
 
 API_KEY = "test-key-7f3a"
@@ -35,7 +37,9 @@ def start_emulator(csv: Path, *, start_index: int, bar_seconds: float, faults: F
     """An emulator replaying ``csv`` from candle ``start_index``, one candle per ``bar_seconds`` wall seconds."""
     candles = load_candles(csv)
     clock = ReplayClock(int(candles.index[start_index]), TF_MS / 1000.0 / bar_seconds)
-    engine = MatchingEngine(candles, TF_MS, clock, MarketRules(), {"USDT": cash, "BTC": 0.0}, liquidity=liquidity)
+    engine = MatchingEngine(
+        candles, TF_MS, clock, MarketRules(), {"USDT": cash, "BTC": 0.0}, liquidity=liquidity
+    )
     return ExchangeEmulator(engine, api_key=API_KEY, secret=SECRET, faults=faults, interval="1m").start()
 
 
@@ -45,7 +49,9 @@ class SmaCross(bt.Strategy):
     params = (("fast", 3), ("slow", 8), ("stake", 1.0))
 
     def __init__(self) -> None:
-        self.cross = bt.indicators.CrossOver(bt.indicators.SMA(period=self.p.fast), bt.indicators.SMA(period=self.p.slow))
+        self.cross = bt.indicators.CrossOver(
+            bt.indicators.SMA(period=self.p.fast), bt.indicators.SMA(period=self.p.slow)
+        )
         self.events: list[tuple] = []
 
     def notify_order(self, order: bt.Order) -> None:
@@ -89,3 +95,24 @@ class Churn(bt.Strategy):
         else:
             order = self.buy(size=self.p.stake)
         self.pending[order.ref] = (order, n)
+
+
+ENV = {"KRONOS_BT_API_KEY": API_KEY, "KRONOS_BT_API_SECRET": SECRET}
+
+
+def fast_config(url: str, journal: Path, *, mode: str = "sandbox", **overrides: object) -> PaperConfig:
+    """A PaperConfig tuned for a loopback emulator: short polls, timeouts and backoffs."""
+    values: dict[str, object] = dict(symbol="BTC/USDT", timeframe="1m", mode=mode, url=url, journal=str(journal),
+                                     warmup=20, poll=0.01, timeout_ms=300, backoff=0.01, max_backoff=0.05,
+                                     commission=0.001, slippage=0.0)  # fmt: skip
+    values.update(overrides)
+    return PaperConfig(**values)  # type: ignore[arg-type]
+
+
+def exchange_client(url: str, *, secret: str = SECRET, retries: int = 4, sleep=None):
+    """A loaded ExchangeClient on the emulator with fast retries."""
+    kwargs = {} if sleep is None else {"sleep": sleep}
+    exchange = make_exchange("binance", url=url, api_key=API_KEY, secret=secret, timeout_ms=300)
+    client = ExchangeClient(exchange, "BTC/USDT", retries=retries, backoff=0.01, max_backoff=0.05, **kwargs)
+    client.load("1m")
+    return client

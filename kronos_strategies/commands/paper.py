@@ -1,0 +1,157 @@
+"""``kronos-bt paper`` (run a YAML strategy on an exchange), ``paper report`` and ``kronos-bt emulator``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from kronos_strategies.errors import ConfigError
+
+
+def _strategy(cfg: Any, timeframe_ms: int) -> tuple[type, dict[str, Any]]:
+    """The YAML's strategy class and params; Kronos strategies get the indicator and model as in a backtest."""
+    import backtrader as bt
+
+    from kronos_strategies.config import check_names
+    from kronos_strategies.runner import _indicator_params, load_model
+    from kronos_strategies.strategy import KronosStrategy, load_object
+
+    strategy = load_object(cfg.strategy.name, kind="strategy")
+    if not (isinstance(strategy, type) and issubclass(strategy, bt.Strategy)):
+        raise ConfigError(f"strategy.name {cfg.strategy.name!r} is not a backtrader Strategy class")
+    check_names(cfg.strategy.params, strategy.params._getkeys(), "strategy.params")
+    params = dict(cfg.strategy.params)
+    if issubclass(strategy, KronosStrategy):
+        indicator = load_object(cfg.indicator.type, kind="indicator")
+        check_names(cfg.indicator.params, indicator.params._getkeys(), "indicator.params")
+        ind_params = _indicator_params(cfg, load_model(cfg.model)) | {"progress": False}
+        params |= {"indicator": indicator, "indicator_params": ind_params}
+        if "periods_per_year" in strategy.params._getkeys():
+            params.setdefault("periods_per_year", 365.25 * 86_400_000 / timeframe_ms)
+    return strategy, params
+
+
+def paper_handler(args: argparse.Namespace) -> int:
+    """Run the YAML's strategy in paper (default), sandbox or live mode."""
+    import ccxt
+
+    from kronos_strategies.config import load_config
+    from kronos_strategies.paper.config import paper_config
+    from kronos_strategies.paper.livefeed import timeframe_ms
+    from kronos_strategies.paper.session import PaperSession, describe
+
+    cfg = load_config(args.config, list(args.set or []))
+    pc = paper_config(cfg, journal=args.journal, url=args.url, max_bars=args.max_bars)
+    pc.warmup = max(pc.warmup, cfg.indicator.lookback)
+    step = timeframe_ms(ccxt.Exchange, pc.timeframe)
+    session = PaperSession(pc, *_strategy(cfg, step), live_confirmed=args.live)
+    print(f"kronos-bt: {describe(pc)}", flush=True)
+    result = session.run()
+    print(f"kronos-bt: {result.bars} bar(s) processed; journal {result.journal}")
+    return 0
+
+
+def report_handler(args: argparse.Namespace) -> int:
+    """Write the tear-sheet of a journal."""
+    from kronos_strategies.paper.report import write_report
+
+    output = args.output or str(Path(args.journal).with_suffix(".html"))
+    print(f"kronos-bt: wrote {write_report(args.journal, output, title=args.title)}")
+    return 0
+
+
+def emulator_handler(args: argparse.Namespace) -> int:
+    """Serve a CSV as a Binance-like exchange on 127.0.0.1 until interrupted (or ``--exit-after``)."""
+    import ccxt
+
+    from kronos_strategies.paper.emulator import ExchangeEmulator, FaultPlan
+    from kronos_strategies.paper.livefeed import timeframe_ms
+    from kronos_strategies.paper.matching import MarketRules, MatchingEngine, ReplayClock, load_candles
+
+    candles = load_candles(args.csv)
+    step = timeframe_ms(ccxt.Exchange, args.timeframe)
+    start = min(max(args.history, 0), len(candles) - 1)
+    base, _, quote = args.symbol.partition("/")
+    if not base or not quote:
+        raise ConfigError(f"--symbol must look like BTC/USDT, got {args.symbol!r}")
+    key, secret = os.environ.get(args.key_env), os.environ.get(args.secret_env)
+    if not key or not secret:
+        raise ConfigError(
+            f"set the emulator's API key and secret in environment variables {args.key_env} and {args.secret_env}"
+        )
+    rules = MarketRules(base=base, quote=quote, fee_rate=args.fee)
+    clock = ReplayClock(int(candles.index[start]), step / 1000.0 / args.bar_seconds)
+    engine = MatchingEngine(
+        candles, step, clock, rules, {quote: args.cash, base: 0.0}, liquidity=args.liquidity
+    )
+    faults = FaultPlan(seed=args.seed, latency=args.latency, timeout=args.timeouts, error=args.errors,
+                       rate_limit=args.rate_limits, drop=args.drops, disconnect=args.disconnects)  # fmt: skip
+    emu = ExchangeEmulator(engine, api_key=key, secret=secret, faults=faults, host="127.0.0.1", port=args.port,
+                           interval=args.timeframe)  # fmt: skip
+    emu.start()
+    print(f"kronos-bt: emulator serving {args.symbol} {args.timeframe} from {args.csv} on {emu.url} "
+          f"({len(candles) - start} candles to replay, one every {args.bar_seconds:g}s); point paper.url at it", flush=True)  # fmt: skip
+    try:
+        deadline = None if args.exit_after is None else time.monotonic() + args.exit_after
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        emu.stop()
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``paper`` (with ``paper report``) and ``emulator``."""
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    paper = subparsers.add_parser("paper", help="paper/sandbox/live trading of a YAML strategy via ccxt",
+                                  formatter_class=fmt, description=__doc__)  # fmt: skip
+    paper.add_argument("config", help="backtest YAML with a paper: section, or 'report'")
+    paper.add_argument("journal_arg", nargs="?", help=argparse.SUPPRESS)
+    paper.add_argument(
+        "--live", action="store_true", help="allow real orders (the YAML must also say mode: live)"
+    )
+    paper.add_argument("--journal", help="journal file (default: paper.journal)")
+    paper.add_argument("--url", help="API base URL override, e.g. the emulator's")
+    paper.add_argument("--max-bars", type=int, help="stop after this many processed bars")
+    paper.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a YAML key (repeatable)")
+    paper.add_argument("--output", help="report: HTML file (default: the journal name with .html)")
+    paper.add_argument("--title", help="report: tear-sheet title")
+    paper.set_defaults(func=_paper_dispatch)
+
+    emu = subparsers.add_parser("emulator", help="a Binance-like exchange on 127.0.0.1 replaying a CSV",
+                                formatter_class=fmt)  # fmt: skip
+    emu.add_argument("--csv", required=True, help="OHLCV CSV with a timestamp column (UTC)")
+    emu.add_argument("--symbol", default="BTC/USDT")
+    emu.add_argument("--timeframe", default="1m", help="the CSV's bar interval (ccxt notation)")
+    emu.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    emu.add_argument("--history", type=int, default=500, help="candles already closed when the replay starts")
+    emu.add_argument("--bar-seconds", type=float, default=1.0, help="wall seconds per replayed candle")
+    emu.add_argument("--cash", type=float, default=10_000.0, help="starting quote balance")
+    emu.add_argument("--fee", type=float, default=0.001, help="fee rate, charged in the quote currency")
+    emu.add_argument("--liquidity", type=float, help="share of a candle's volume a resting order may fill")
+    emu.add_argument("--key-env", default="KRONOS_BT_API_KEY", help="env var holding the accepted API key")
+    emu.add_argument("--secret-env", default="KRONOS_BT_API_SECRET", help="env var holding the secret")
+    for flag, text in (("latency", "max added seconds per request"), ("timeouts", "answer late (prob.)"),
+                       ("errors", "5xx (prob.)"), ("rate-limits", "429 + Retry-After (prob.)"),
+                       ("drops", "order booked, answer lost (prob.)"), ("disconnects", "hang up (prob.)")):  # fmt: skip
+        emu.add_argument(f"--{flag}", type=float, default=0.0, help=text)
+    emu.add_argument("--seed", type=int, default=0, help="fault RNG seed")
+    emu.add_argument("--exit-after", type=float, help=argparse.SUPPRESS)
+    emu.set_defaults(func=emulator_handler)
+
+
+def _paper_dispatch(args: argparse.Namespace) -> int:
+    """``paper report JOURNAL`` or ``paper CONFIG``."""
+    if args.config == "report":
+        if not args.journal_arg:
+            raise ConfigError("usage: kronos-bt paper report JOURNAL [--output FILE.html]")
+        args.journal = args.journal_arg
+        return report_handler(args)
+    if args.journal_arg:
+        raise ConfigError(
+            f"unexpected argument {args.journal_arg!r}; usage: kronos-bt paper CONFIG.yaml [--live]"
+        )
+    return paper_handler(args)
