@@ -151,8 +151,35 @@ def generate(
     if record is not None:
         record["gen_s1"], record["gen_s2"] = s1_buf[:, width:].clone(), s2_buf[:, width:].clone()
     final = _Window(row_lengths + pred_len, total, max_context)
-    cols = slice(final.start, final.end)
-    decoded = tokenizer.decode((s1_buf[:, cols], s2_buf[:, cols]), half=True,
-                               positions=None if final.key_mask is None else final.positions,
-                               key_mask=final.key_mask)
+    if use_cache:
+        decoded = _decode_shared_history(tokenizer, s1_buf, s2_buf, final, width, sample_count)
+    else:
+        cols = slice(final.start, final.end)
+        decoded = tokenizer.decode((s1_buf[:, cols], s2_buf[:, cols]), half=True,
+                                   positions=None if final.key_mask is None else final.positions,
+                                   key_mask=final.key_mask)
     return decoded[:, -pred_len:].float().reshape(batch, sample_count, pred_len, -1)
+
+
+def _decode_shared_history(tokenizer: KronosTokenizer, s1_buf, s2_buf, final: _Window, width: int,
+                           sample_count: int) -> torch.Tensor:
+    """Decode the final window, running its history part (identical across samples) once per window.
+
+    The decoder is causal, so rows of the generated part see the history only through keys and values;
+    those are computed for one copy of each window and shared by its sample paths.
+    """
+    n_hist = width - final.start
+    positions = None if final.key_mask is None else final.positions
+    if n_hist <= 0:
+        cols = slice(final.start, final.end)
+        return tokenizer.decode((s1_buf[:, cols], s2_buf[:, cols]), half=True, positions=positions,
+                                key_mask=final.key_mask)
+    rows = slice(None, None, sample_count)
+    hist, gen = slice(final.start, width), slice(width, final.end)
+    cache = tokenizer.new_decoder_cache(final.width)
+    tokenizer.decode((s1_buf[rows, hist], s2_buf[rows, hist]), half=True,
+                     positions=final.positions[rows, :n_hist],
+                     key_mask=None if final.key_mask is None else final.key_mask[rows, :n_hist], cache=cache)
+    cache.repeat_interleave(sample_count)
+    return tokenizer.decode((s1_buf[:, gen], s2_buf[:, gen]), half=True, positions=final.positions[:, n_hist:],
+                            key_mask=final.key_mask, cache=cache)

@@ -14,6 +14,7 @@ from torch import nn
 
 from .config import KronosTokenizerConfig
 from .hub import HubMixin
+from .kv_cache import KVCache
 from .layers import TransformerBlock
 
 
@@ -104,10 +105,14 @@ class KronosTokenizer(HubMixin, nn.Module):
             h = blk(h, positions, key_mask)
         return F.normalize(self.quant_embed(h), dim=-1)
 
-    def _decode_stack(self, h: torch.Tensor, positions=None, key_mask=None) -> torch.Tensor:
-        for blk in self.decoder:
-            h = blk(h, positions, key_mask)
+    def _decode_stack(self, h: torch.Tensor, positions=None, key_mask=None, cache=None) -> torch.Tensor:
+        for i, blk in enumerate(self.decoder):
+            h = blk(h, positions, key_mask, None if cache is None else cache.layers[i])
         return self.head(h)
+
+    def new_decoder_cache(self, capacity: int) -> KVCache:
+        """KV cache for the decoder stack, so a shared history prefix is decoded once for all sample paths."""
+        return KVCache(len(self.decoder), capacity)
 
     # -- ids <-> bits ---------------------------------------------------------------------------
     @staticmethod
@@ -140,10 +145,13 @@ class KronosTokenizer(HubMixin, nn.Module):
             bits = self._ids_to_bits(ids, self.codebook_dim)
         return (bits.float() * 2 - 1) / math.sqrt(self.codebook_dim)
 
-    def decode(self, x, half: bool = False, positions=None, key_mask=None) -> torch.Tensor:
-        """Ids (``(s1, s2)`` if ``half``) -> reconstructed normalised bars [B, T, d_in]."""
+    def decode(self, x, half: bool = False, positions=None, key_mask=None, cache: KVCache | None = None) -> torch.Tensor:
+        """Ids (``(s1, s2)`` if ``half``) -> reconstructed normalised bars [B, T, d_in].
+
+        With a ``cache`` only the new ids are given; earlier ones are read from (and these appended to) it.
+        """
         code = self.indices_to_code(x, half).to(self.post_quant_embed.weight.dtype)
-        return self._decode_stack(self.post_quant_embed(code), positions, key_mask)
+        return self._decode_stack(self.post_quant_embed(code), positions, key_mask, cache)
 
     def forward(self, x: torch.Tensor):
         """Training pass: ``((z_pre, z), bsq_loss, quantized, z_indices)``.

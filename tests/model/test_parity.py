@@ -196,3 +196,15 @@ def test_predict_tokens_match_trace(model, tok):
             np.testing.assert_array_equal(record["gen_s1"].numpy(), trace["gen_s1"])
             np.testing.assert_array_equal(record["gen_s2"].numpy(), trace["gen_s2"])
             np.testing.assert_allclose(out[0, 0].numpy(), trace["decode_out"][0, -12:], **HIDDEN)
+
+
+def test_sampled_case_matches_reference_rng_use(model, tok):
+    """Nucleus sampling after torch.manual_seed(123) reproduces the reference (same multinomial calls)."""
+    case = CASES["sampled_seed123"]
+    predictor = KronosPredictor(model, tok, device="cpu", max_context=case["predictor_init"]["max_context"])
+    frame = _read_input(case["inputs"][0]["input_csv"])
+    for use_cache in (True, False):
+        torch.manual_seed(case["torch_manual_seed_before_call"])
+        out = predictor.predict(frame.drop(columns=["timestamp"]), frame["timestamp"], _y_stamps(case, 0, frame),
+                                use_cache=use_cache, **case["call_args"])
+        np.testing.assert_allclose(out.to_numpy(), _read_output(case["outputs"][0]), rtol=1e-5)
