@@ -195,7 +195,7 @@ def check_names(given: Iterable[str], valid: Iterable[str], where: str) -> None:
     for key in given:
         if key not in valid:
             close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.5)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
+            hint = f"; did you mean '{_join(where, close[0])}'?" if close else ""
             raise ConfigError(f"unknown key '{_join(where, key)}'{hint} (valid keys: {', '.join(valid)})")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import warnings
 from pathlib import Path
 
 import backtrader as bt
@@ -99,13 +100,15 @@ def _parse_stamps(values: pd.Series | pd.Index, name: str) -> pd.DatetimeIndex:
         unit = "ms" if float(values.abs().max()) > 1e11 else "s"
         return pd.DatetimeIndex(pd.to_datetime(values.to_numpy(), unit=unit, utc=True))
     if not pd.api.types.is_datetime64_any_dtype(values):
-        try:
-            values = pd.Series(pd.to_datetime(values))
-        except (TypeError, ValueError):
-            try:  # strings with different UTC offsets (DST) only parse into one UTC index
-                values = pd.Series(pd.to_datetime(values, utc=True))
-            except (TypeError, ValueError) as exc:
-                raise TimestampError(f"{name} cannot be read as datetimes: {exc}") from exc
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # pandas' "could not infer format" notice
+            try:
+                values = pd.Series(pd.to_datetime(values))
+            except (TypeError, ValueError):
+                try:  # strings with different UTC offsets (DST) only parse into one UTC index
+                    values = pd.Series(pd.to_datetime(values, utc=True))
+                except (TypeError, ValueError) as exc:
+                    raise TimestampError(f"{name} cannot be read as datetimes: {exc}") from exc
     return to_timestamps(values, name=name)
 
 
