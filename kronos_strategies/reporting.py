@@ -54,7 +54,7 @@ def periods_per_year(index: pd.DatetimeIndex) -> float:
         raise ConfigError("need at least 3 bars to infer the bar interval for annualisation")
     step = pd.Timedelta(np.median(np.diff(index.asi8)), unit=index.unit)
     days = step / pd.Timedelta(days=1)
-    weekend = bool((index.weekday >= 5).any())
+    weekend = bool((index.day_of_week >= 5).any())
     if math.isclose(days, 1.0, rel_tol=0.05):
         return 365.0 if weekend else 252.0
     if days > 1 or weekend:
