@@ -113,31 +113,31 @@ class CcxtLiveFeed(bt.feed.DataBase):
         self._done = False
         now = self._client.now_ms()
         first = self.p.since if self.p.since is not None else (now // self._step - self.p.warmup) * self._step
-        self._last = int(first) - self._step
+        self._last_ts = int(first) - self._step
         self._enqueue(fetch_closed(self._client, self.p.interval, int(first), now))
-        self.warm_until = self._last  # open time of the last history bar; later bars are live
+        self.warm_until = self._last_ts  # open time of the last history bar; later bars are live
         self.put_notification(self.DELAYED)
 
     def _enqueue(self, candles: list[list[float]]) -> None:
         """Queue new candles after the last one, logging holes the exchange itself has."""
         for candle in candles:
             ts = int(candle[0])
-            if ts <= self._last:
+            if ts <= self._last_ts:
                 continue
-            if ts != self._last + self._step and self._last >= 0 and (self._queue or self._live):
+            if ts != self._last_ts + self._step and self._last_ts >= 0 and (self._queue or self._live):
                 log.warning(
                     "exchange has no candles between %s and %s",
-                    ms_to_datetime(self._last),
+                    ms_to_datetime(self._last_ts),
                     ms_to_datetime(ts),
                 )
             self._queue.append(candle)
-            self._last = ts
+            self._last_ts = ts
 
     def _poll(self) -> None:
         """Fetch bars that closed since the last poll; temporary errors are logged and retried next poll."""
         try:
             now = self._client.now_ms()
-            self._enqueue(fetch_closed(self._client, self.p.interval, self._last + self._step, now))
+            self._enqueue(fetch_closed(self._client, self.p.interval, self._last_ts + self._step, now))
         except TemporaryExchangeError as exc:
             log.warning("live feed: %s; reconnecting at the next poll", exc)
 
