@@ -459,7 +459,7 @@ class CcxtBroker(_CidMixin, bt.BrokerBase):
         elif final == "canceled":
             order.cancel()
         elif final == "expired":
-            order.expire()
+            order.status = bt.Order.Expired  # Order.expire() only honours backtrader's own ``valid``
         else:
             order.reject(self)
         self.notify(order)

@@ -82,7 +82,12 @@ class ExchangeEmulator:
 
     def start(self) -> ExchangeEmulator:
         """Serve in a background daemon thread."""
-        self._thread = threading.Thread(target=self.server.serve_forever, name="kronos-emulator", daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="kronos-emulator",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
