@@ -79,7 +79,9 @@ class WalkForwardConfig:
     batch_size: int = 16
     lookback: int | None = None  # bars of context per training window; None: the indicator's lookback
     horizon: int | None = None  # bars after the context per training window; None: indicator.pred_len
-    val_bars: int | None = None  # latest training bars held out for the validation loss; None: 16 windows' worth
+    val_bars: int | None = (
+        None  # latest training bars held out for the validation loss; None: 16 windows' worth
+    )
     max_val_windows: int = 64
     stride: int = 1
     seed: int = 0
@@ -159,7 +161,9 @@ def _check_section(section: WalkForwardConfig, cfg: BacktestConfig) -> None:
     if s.init not in ("base", "previous"):
         raise ConfigError(f"'finetune.init' must be 'base' or 'previous', got {s.init!r}")
     if ForecastSpec.from_config(cfg).seed is None:
-        raise ConfigError("walk-forward needs a seeded indicator: set 'indicator.seed' (forecasts are cached)")
+        raise ConfigError(
+            "walk-forward needs a seeded indicator: set 'indicator.seed' (forecasts are cached)"
+        )
     try:
         ft = s.finetune_config(lookback=cfg.indicator.lookback, horizon=cfg.indicator.pred_len, device="cpu")
     except KronosError as exc:
@@ -319,7 +323,9 @@ class WalkForwardPredictor:
 
     name = "walkforward"
 
-    def __init__(self, base: Any, folds: Sequence[Fold], slots: Sequence[_Slot], cache: ForecastCache | None) -> None:
+    def __init__(
+        self, base: Any, folds: Sequence[Fold], slots: Sequence[_Slot], cache: ForecastCache | None
+    ) -> None:
         self.base = base
         self.folds = list(folds)
         self.slots = list(slots)
@@ -361,11 +367,19 @@ class WalkForwardPredictor:
     ) -> list[Forecast]:
         """Forecasts for windows of any folds, grouped by serving model and batched (``forecast_batch`` API)."""
         xs = x_timestamp_list if x_timestamp_list is not None else [None] * len(df_list)
-        windows = [df.set_axis(frame_timestamps(df, x)) if x is not None else df for df, x in zip(df_list, xs)]
+        windows = [
+            df.set_axis(frame_timestamps(df, x)) if x is not None else df for df, x in zip(df_list, xs)
+        ]
         groups: dict[int, list[int]] = {}
         for j, w in enumerate(windows):
             groups.setdefault(self.fold_for(frame_timestamps(w)[-1]), []).append(j)
-        sampling = {"pred_len": pred_len, "sample_count": sample_count, "T": T, "top_k": top_k, "top_p": top_p}
+        sampling = {
+            "pred_len": pred_len,
+            "sample_count": sample_count,
+            "T": T,
+            "top_k": top_k,
+            "top_p": top_p,
+        }
         out: list[Forecast | None] = [None] * len(windows)
         for k, members in groups.items():
             slot = self._base_slot if k < 0 else self.slots[k]
@@ -407,7 +421,9 @@ def _load_fold(directory: Path, fingerprint: str, like: Any) -> Any:
     from kronos_model import Kronos, KronosTokenizer
 
     predictor = _pair_predictor(
-        Kronos.from_pretrained(directory / "predictor"), KronosTokenizer.from_pretrained(directory / "tokenizer"), like
+        Kronos.from_pretrained(directory / "predictor"),
+        KronosTokenizer.from_pretrained(directory / "tokenizer"),
+        like,
     )
     if predictor.fingerprint != fingerprint:
         raise CheckpointError(f"fold checkpoint {directory} does not match its record; delete the directory")
@@ -495,7 +511,9 @@ class WalkForwardResult:
 def _windows(bars: pd.DataFrame, positions: np.ndarray, lookback: int) -> list[pd.DataFrame]:
     """The indicator's windows: the ``lookback`` bars ending at each position (nothing after it)."""
     if len(positions) and positions[0] < lookback - 1:
-        raise InsufficientHistoryError(f"bar {bars.index[positions[0]]} has fewer than lookback={lookback} bars")
+        raise InsufficientHistoryError(
+            f"bar {bars.index[positions[0]]} has fewer than lookback={lookback} bars"
+        )
     return [bars.iloc[p - lookback + 1 : p + 1] for p in positions.tolist()]
 
 
@@ -534,13 +552,18 @@ def run_walkforward(
     for fold in bar:
         fresh = settings.init == "base" or prev_key is None
         val_start = bars.index[fold.first - n_val] if n_val else None
-        ft = settings.finetune_config(lookback=spec.lookback, horizon=spec.pred_len, device=device, val_start=val_start)
+        ft = settings.finetune_config(
+            lookback=spec.lookback, horizon=spec.pred_len, device=device, val_start=val_start
+        )
         key = fold_key(predictor.fingerprint if fresh else prev_key, bars.iloc[fold.train_start : fold.first], ft,
                        train_tokenizer=settings.train_tokenizer, init=settings.init)  # fmt: skip
         directory = root / key
         if (directory / FOLD_FILE).is_file():
             record = json.loads((directory / FOLD_FILE).read_text())
-            slot = _Slot(record["fingerprint"], lambda d=directory, f=record["fingerprint"]: _load_fold(d, f, predictor))
+            slot = _Slot(
+                record["fingerprint"],
+                lambda d=directory, f=record["fingerprint"]: _load_fold(d, f, predictor),
+            )
             trained = False
         else:
             start = predictor if fresh else slots[-1].predictor

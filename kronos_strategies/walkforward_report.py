@@ -25,14 +25,19 @@ __all__ = ["fold_table", "skill", "write_walkforward_report"]
 SKILL_NAMES: tuple[str, ...] = ("crps", "hit_rate", "mae")
 
 
-def skill(forecasts: list[Any], bars: pd.DataFrame, positions: np.ndarray, horizon: int) -> dict[str, float | int]:
+def skill(
+    forecasts: list[Any], bars: pd.DataFrame, positions: np.ndarray, horizon: int
+) -> dict[str, float | int]:
     """CRPS, hit rate and MAE (return units) at ``horizon`` of forecasts made at bar ``positions``."""
     close = bars["close"].to_numpy(np.float64)
     keep = [j for j, p in enumerate(positions.tolist()) if p + horizon < len(close)]
     if not keep:
         return {"scored": 0, **{name: float("nan") for name in SKILL_NAMES}}
     last = np.array([forecasts[j].last_close for j in keep], np.float64)
-    rel = np.stack([forecasts[j].paths("close")[:, horizon - 1] for j in keep]).astype(np.float64) / last[:, None]
+    rel = (
+        np.stack([forecasts[j].paths("close")[:, horizon - 1] for j in keep]).astype(np.float64)
+        / last[:, None]
+    )
     realised = close[positions[keep] + horizon] / last
     return {
         "scored": len(keep),
@@ -164,7 +169,9 @@ def _plot(table: pd.DataFrame, output: Path) -> Path:
     return output
 
 
-def write_walkforward_report(result: Any, bars: pd.DataFrame, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+def write_walkforward_report(
+    result: Any, bars: pd.DataFrame, out_dir: str | os.PathLike[str]
+) -> dict[str, Path]:
     """Write ``walkforward.json``, ``walkforward.md`` and ``walkforward_skill.png`` into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -177,9 +184,16 @@ def write_walkforward_report(result: Any, bars: pd.DataFrame, out_dir: str | os.
     ]
     files = {
         "json": write_json(
-            {"settings": vars(result.settings), "forecast": vars(result.spec), "folds": records, "pooled": pooled,
-             "verdict": verdict, "seconds": result.seconds, "trained": result.trained,
-             "fingerprint": result.predictor.fingerprint},
+            {
+                "settings": vars(result.settings),
+                "forecast": vars(result.spec),
+                "folds": records,
+                "pooled": pooled,
+                "verdict": verdict,
+                "seconds": result.seconds,
+                "trained": result.trained,
+                "fingerprint": result.predictor.fingerprint,
+            },
             out / "walkforward.json",
         ),  # fmt: skip
         "markdown": out / "walkforward.md",
