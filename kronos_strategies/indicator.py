@@ -153,6 +153,7 @@ class KronosSignal(bt.Indicator):
         self.stats = ForecastStats()
         self._held: dict[str, float] | None = None
         self._once_done = 0
+        self._bar: tqdm | None = None
         self.addminperiod(self.p.lookback)
 
     def next(self) -> None:
@@ -161,6 +162,7 @@ class KronosSignal(bt.Indicator):
         if self._held is None or self._is_forecast_bar(i):
             window = self._event_window()
             self._held = self._values(self._forecasts([window])[0])
+            self._tick()
         for name, value in self._held.items():
             getattr(self.lines, name)[0] = value
 
@@ -188,6 +190,18 @@ class KronosSignal(bt.Indicator):
         self._once_done = end
 
     # ------------------------------------------------------------------ internals
+
+    def _tick(self) -> None:
+        """Event-mode progress: one step per forecast bar (total known when the feed is preloaded)."""
+        if not self.p.progress:
+            return
+        if self._bar is None:
+            total = self.data.buflen() - self.p.lookback + 1
+            total = -(-total // self.p.every) if total > 1 else None
+            self._bar = tqdm(total=total, desc="Kronos forecasts (event)", unit="bar", leave=False)
+        self._bar.update(1)
+        if self._bar.total is not None and self._bar.n >= self._bar.total:
+            self._bar.close()
 
     def _check_params(self) -> None:
         p = self.p

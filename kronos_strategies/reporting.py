@@ -39,6 +39,8 @@ __all__ = [
     "write_tearsheet",
 ]
 
+log = logging.getLogger(__name__)
+
 _PACKAGES: tuple[str, ...] = (
     "kronos-bt", "torch", "numpy", "pandas", "backtrader", "quantstats", "matplotlib", "safetensors", "arch",
 )  # fmt: skip
@@ -149,8 +151,15 @@ def write_tearsheet(
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     strat, bench = _for_quantstats(returns, "Strategy"), _for_quantstats(benchmark, benchmark.name or "Benchmark")
+    ppy = int(round(periods))
     with _quiet():
-        qs.reports.html(strat, benchmark=bench, output=str(output), title=title, periods_per_year=int(round(periods)))
+        if strat.std() > 0:
+            qs.reports.html(strat, benchmark=bench, output=str(output), title=title, periods_per_year=ppy,
+                            benchmark_title=bench.name)  # fmt: skip
+        else:  # quantstats cannot regress a constant series on the benchmark
+            log.warning("strategy returns are constant (it never traded): tear-sheet without the benchmark")
+            qs.reports.html(strat, output=str(output), title=title, periods_per_year=ppy,
+                            parameters={"Note": "the strategy never traded; no benchmark comparison"})  # fmt: skip
     plt.close("all")
     return output
 
