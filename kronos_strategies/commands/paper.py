@@ -45,7 +45,8 @@ def paper_handler(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, list(args.set or []))
     pc = paper_config(cfg, journal=args.journal, url=args.url, max_bars=args.max_bars)
-    pc.warmup = max(pc.warmup, cfg.indicator.lookback)
+    if pc.warmup is None:  # enough for the first forecast; more would only cost model calls
+        pc.warmup = cfg.indicator.lookback
     step = timeframe_ms(ccxt.Exchange, pc.timeframe)
     session = PaperSession(pc, *_strategy(cfg, step), live_confirmed=args.live)
     print(f"kronos-bt: {describe(pc)}", flush=True)

@@ -28,7 +28,7 @@ class PaperSection:
     mode: str = "paper"  # paper: local fills · sandbox: exchange testnet · live: real money
     url: str | None = None  # API base URL override, e.g. the emulator's http://127.0.0.1:PORT
     journal: str = "paper_journal.sqlite"
-    warmup: int = 500  # bars of history before the first live bar (at least indicator.lookback)
+    warmup: int | None = None  # history bars before the first live bar; None: indicator.lookback (CLI) or 500
     poll: float = 5.0  # seconds between polls for new candles and order states
     timeout_ms: int = 10_000
     retries: int = 6
@@ -48,6 +48,8 @@ class PaperSection:
         if self.url is not None and not str(self.url).startswith(("http://", "https://")):
             raise ConfigError(f"paper.url must start with http:// or https://, got {self.url!r}")
         for name in ("warmup", "timeout_ms", "retries"):
+            if name == "warmup" and self.warmup is None:
+                continue
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise ConfigError(f"paper.{name} must be a non-negative integer, got {getattr(self, name)!r}")
         for name in ("poll", "backoff", "max_backoff"):

@@ -158,10 +158,11 @@ class PaperSession:
         try:
             last = journal.last_bar()
             step = timeframe_ms(client.exchange, c.timeframe)
-            since = None if last is None else last + step - c.warmup * step
+            warmup = 500 if c.warmup is None else c.warmup
+            since = None if last is None else last + step - warmup * step
             journal.event("start" if last is None else "restart", describe(c))
             frame, compression = bt_timeframe(step)
-            feed = CcxtLiveFeed(client=client, interval=c.timeframe, warmup=c.warmup, since=since, poll=c.poll,
+            feed = CcxtLiveFeed(client=client, interval=c.timeframe, warmup=warmup, since=since, poll=c.poll,
                                 until=c.until_ms(), timeframe=frame, compression=compression)  # fmt: skip
             cerebro = bt.Cerebro(stdstats=False, quicknotify=True)
             cerebro.adddata(feed, name=c.symbol)
