@@ -41,14 +41,19 @@ class SamplingArgs:
 
 
 class _Window:
-    """Which buffer columns each row's predictor window covers after ``n`` tokens per row."""
+    """Which buffer columns each row's predictor window covers after ``n`` tokens per row.
 
-    def __init__(self, lengths: torch.Tensor, end: int, max_context: int):
-        self.sizes = lengths.clamp(max=max_context)  # [N] real tokens in each row's window
-        self.width = int(self.sizes.max())
+    Bookkeeping runs on CPU tensors so that no step waits on the GPU; positions and mask are then moved.
+    """
+
+    def __init__(self, lengths: torch.Tensor, end: int, max_context: int, device: torch.device):
+        sizes = lengths.clamp(max=max_context)  # [N] real tokens in each row's window
+        self.width = int(sizes.max())
         self.end = end
         self.start = end - self.width
-        self.positions, self.key_mask = left_pad_positions(self.sizes, self.width)
+        positions, key_mask = left_pad_positions(sizes, self.width)
+        self.positions = positions.to(device)
+        self.key_mask = None if key_mask is None else key_mask.to(device)
         self.sliding = bool((lengths > max_context).any())
 
 
@@ -97,15 +102,17 @@ def generate(
     """
     batch, width = x.shape[:2]
     device = x.device
+    lengths = lengths.cpu()
     x = x.clamp(-clip, clip)
     n_rows = batch * sample_count
+    if sampling.uniforms is not None:
+        sampling.uniforms = sampling.uniforms.to(device)
+    hist = _Window(lengths if use_cache else lengths.repeat_interleave(sample_count), width, width, device)
     if use_cache:
-        positions, key_mask = left_pad_positions(lengths, width)
-        s1_hist, s2_hist = tokenizer.encode(x, half=True, positions=positions, key_mask=key_mask)
+        s1_hist, s2_hist = tokenizer.encode(x, half=True, positions=hist.positions, key_mask=hist.key_mask)
     else:  # the reference tokenises every sample's copy of the history
         x_rep = x.repeat_interleave(sample_count, 0)
-        positions, key_mask = left_pad_positions(lengths.repeat_interleave(sample_count), width)
-        s1_hist, s2_hist = tokenizer.encode(x_rep, half=True, positions=positions, key_mask=key_mask)
+        s1_hist, s2_hist = tokenizer.encode(x_rep, half=True, positions=hist.positions, key_mask=hist.key_mask)
         s1_hist, s2_hist = s1_hist[::sample_count], s2_hist[::sample_count]
 
     total = width + pred_len
@@ -114,12 +121,12 @@ def generate(
     s1_buf[:, :width] = s1_hist.repeat_interleave(sample_count, 0)
     s2_buf[:, :width] = s2_hist.repeat_interleave(sample_count, 0)
     stamp_buf = stamps.repeat_interleave(sample_count, 0)
-    row_lengths = lengths.to(device).repeat_interleave(sample_count)
+    row_lengths = lengths.repeat_interleave(sample_count)
 
     cache = None
     for step in range(pred_len):
         n_tokens = row_lengths + step
-        win = _Window(n_tokens, width + step, max_context)
+        win = _Window(n_tokens, width + step, max_context, device)
         cols = slice(win.start, win.end)
         if use_cache and cache is not None and not win.sliding:
             # one new token per row, at the next position of its window
@@ -150,7 +157,7 @@ def generate(
 
     if record is not None:
         record["gen_s1"], record["gen_s2"] = s1_buf[:, width:].clone(), s2_buf[:, width:].clone()
-    final = _Window(row_lengths + pred_len, total, max_context)
+    final = _Window(row_lengths + pred_len, total, max_context, device)
     if use_cache:
         decoded = _decode_shared_history(tokenizer, s1_buf, s2_buf, final, width, sample_count)
     else:

@@ -164,7 +164,7 @@ class KronosPredictor:
         for i, w in enumerate(windows):
             x[i, width - len(w.x):] = w.x
             stamps[i, width - len(w.x):] = w.stamps
-        lengths = torch.tensor([len(w.x) for w in windows], device=self.device)
+        lengths = torch.tensor([len(w.x) for w in windows])
         uniforms = None
         if seed is not None:  # each window draws from its own stream: results never depend on the batch
             per_window = [torch.rand(sample_count, pred_len, 2, dtype=torch.float64,
