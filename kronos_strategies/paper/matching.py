@@ -54,6 +54,10 @@ class ReplayClock:
         """Current market time in epoch milliseconds."""
         return self._start_ms + int((self._now() - self._wall0) * self._speed * 1000.0)
 
+    def set_speed(self, speed: float) -> None:
+        """Continue from the current market time at a new speed."""
+        self._start_ms, self._wall0, self._speed = self.now_ms(), self._now(), float(speed)
+
 
 @dataclass
 class EmuOrder:

@@ -83,16 +83,27 @@ def _processed(journal: Path) -> list[tuple[int, float]]:
         return []
 
 
+def _started(journal: Path) -> bool:
+    try:
+        with sqlite3.connect(f"file:{journal}?mode=ro", uri=True) as db:
+            return db.execute("SELECT COUNT(*) FROM events WHERE kind='start'").fetchone()[0] > 0
+    except sqlite3.OperationalError:
+        return False
+
+
 def test_killed_session_restarts_without_duplicates_or_holes(emulator, candles_csv, tmp_path):
     csv = load_candles(candles_csv)
-    emu = emulator(start_index=100, bar_seconds=0.04, liquidity=0.03, faults=FAULTS)
+    emu = emulator(start_index=100, bar_seconds=1e6, liquidity=0.03, faults=FAULTS)  # paused until started
     journal = tmp_path / "killed.sqlite"
-    until = dt.datetime.fromtimestamp(csv.index[270] / 1000, tz=dt.timezone.utc).isoformat()
+    until = dt.datetime.fromtimestamp(csv.index[170] / 1000, tz=dt.timezone.utc).isoformat()
     cmd = [sys.executable, str(Path(__file__).with_name("child_session.py")), emu.url, str(journal), until]
     env = os.environ | {"HF_HUB_OFFLINE": "1"}
     log = (tmp_path / "first.log").open("w")
     first = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
+    while not _started(journal) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    emu.engine.clock.set_speed(TF_MS / 1000 / 0.04)  # the child is up: replay one candle per 40 ms
     while len(_processed(journal)) < 12 and time.monotonic() < deadline and first.poll() is None:
         time.sleep(0.05)
     assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]  # still mid-run
@@ -104,7 +115,7 @@ def test_killed_session_restarts_without_duplicates_or_holes(emulator, candles_c
     assert second.returncode == 0, second.stderr[-2000:]
     bars = _processed(journal)
     stamps = [b[0] for b in bars]
-    assert stamps[-1] == csv.index[270] and len(bars) > killed_at
+    assert stamps[-1] == csv.index[170] and len(bars) > killed_at
     assert stamps == list(range(stamps[0], stamps[-1] + TF_MS, TF_MS))  # no hole
     processed_at = [b[1] for b in bars]
     assert processed_at == sorted(processed_at)  # no bar processed again after a later one
