@@ -27,7 +27,7 @@ from .data import (
     to_timestamps,
     window_stats,
 )
-from .errors import DataError, InsufficientHistoryError, TimestampError
+from .errors import DataError, InsufficientHistoryError, SamplingError, TimestampError
 from .forecast import Forecast
 from .generation import SamplingArgs, generate
 from .hub import DEFAULT_MODEL, module_fingerprint
@@ -156,7 +156,7 @@ class KronosPredictor:
         return _Window(x, mean, std, stamps, y_index, float(frame["close"].iloc[-1]), x_stamps[-1])
 
     def _run(self, windows: list[_Window], pred_len: int, sample_count: int, T: float, top_k: int, top_p: float,
-             seed: int | None, generator: torch.Generator | None, use_cache: bool) -> np.ndarray:
+             seed: int | Sequence[int] | None, generator: torch.Generator | None, use_cache: bool) -> np.ndarray:
         """Generate for one batch of windows -> decoded normalised paths [B, S, P, 6] (float32 numpy)."""
         width = max(len(w.x) for w in windows)
         x = np.zeros((len(windows), width, len(FEATURE_COLUMNS)), np.float32)
@@ -167,8 +167,9 @@ class KronosPredictor:
         lengths = torch.tensor([len(w.x) for w in windows])
         uniforms = None
         if seed is not None:  # each window draws from its own stream: results never depend on the batch
+            seeds = [seed] * len(windows) if isinstance(seed, int | np.integer) else list(seed)
             per_window = [torch.rand(sample_count, pred_len, 2, dtype=torch.float64,
-                                     generator=torch.Generator().manual_seed(int(seed))) for _ in windows]
+                                     generator=torch.Generator().manual_seed(int(s))) for s in seeds]
             uniforms = torch.cat(per_window)
         sampling = SamplingArgs(T=T, top_k=top_k, top_p=top_p, generator=generator, uniforms=uniforms)
         out = generate(self.tokenizer, self.model, torch.from_numpy(x).to(self.device, self.dtype), lengths,
@@ -177,13 +178,17 @@ class KronosPredictor:
         return out.cpu().numpy()
 
     def _generate_all(self, windows: list[_Window], pred_len: int, sample_count: int, T: float, top_k: int | None,
-                      top_p: float | None, seed: int | None, generator, use_cache: bool, batch_size: int | None,
+                      top_p: float | None, seed: int | Sequence[int] | None, generator, use_cache: bool, batch_size: int | None,
                       verbose: bool) -> list[np.ndarray]:
         top_k, top_p = check_sampling_args(T, top_k, top_p, sample_count)
         if not isinstance(pred_len, int | np.integer) or pred_len < 1:
             raise DataError(f"pred_len must be a positive integer, got {pred_len!r}")
         step = batch_size or len(windows)
         chunks = range(0, len(windows), step)
+        if seed is not None and not isinstance(seed, int | np.integer):
+            seed = list(seed)
+            if len(seed) != len(windows):
+                raise SamplingError(f"got {len(seed)} seeds for {len(windows)} windows; pass one int or one per window")
         if verbose:
             from tqdm.auto import tqdm
 
@@ -191,7 +196,9 @@ class KronosPredictor:
         paths: list[np.ndarray] = []
         for start in chunks:
             batch = windows[start:start + step]
-            paths.extend(self._run(batch, int(pred_len), sample_count, T, top_k, top_p, seed, generator, use_cache))
+            batch_seed = seed[start:start + step] if isinstance(seed, list) else seed
+            paths.extend(self._run(batch, int(pred_len), sample_count, T, top_k, top_p, batch_seed, generator,
+                                   use_cache))
         return paths
 
     # -- reference API --------------------------------------------------------------------------
@@ -206,7 +213,7 @@ class KronosPredictor:
 
     def predict_batch(self, df_list: Sequence[pd.DataFrame], x_timestamp_list, y_timestamp_list, pred_len: int,
                       T: float = 1.0, top_k: int = 0, top_p: float = 0.9, sample_count: int = 1,
-                      verbose: bool = True, *, seed: int | None = None, generator: torch.Generator | None = None,
+                      verbose: bool = True, *, seed: int | Sequence[int] | None = None, generator: torch.Generator | None = None,
                       use_cache: bool = True, batch_size: int | None = None) -> list[pd.DataFrame]:
         """Mean forecasts of several windows in one batched call; lookbacks may differ in length."""
         for arg, label in ((df_list, "df_list"), (x_timestamp_list, "x_timestamp_list"),
@@ -244,12 +251,13 @@ class KronosPredictor:
 
     def forecast_batch(self, df_list: Sequence[pd.DataFrame], pred_len: int, *, x_timestamp_list=None,
                        y_timestamp_list=None, sample_count: int = 20, T: float = 1.0, top_k: int = 0,
-                       top_p: float = 0.9, seed: int | None = None, generator: torch.Generator | None = None,
+                       top_p: float = 0.9, seed: int | Sequence[int] | None = None, generator: torch.Generator | None = None,
                        batch_size: int | None = 64, verbose: bool = False, use_cache: bool = True) -> list[Forecast]:
         """Forecasts for many windows (any lengths) in batches of ``batch_size`` windows.
 
-        With ``seed`` every window samples from its own stream seeded by ``seed``, so its result depends only
-        on its own data and arguments, never on the batch it was computed in.
+        With ``seed`` (one int for all windows, or one int per window) every window samples from its own
+        stream, so its result depends only on its own data, arguments and seed, never on the batch it ran in.
+        One shared int gives every window the same random numbers (common random numbers).
         """
         n = len(df_list)
         xs = x_timestamp_list if x_timestamp_list is not None else [None] * n

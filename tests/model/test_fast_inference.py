@@ -138,3 +138,12 @@ def test_frequency_that_cannot_be_inferred(tiny_predictor, sp500):
     frame.index = pd.DatetimeIndex(["2024-01-01", "2024-01-03", "2024-01-10"])
     with pytest.raises(TimestampError, match="cannot infer the bar frequency"):
         tiny_predictor.forecast(frame, 3, sample_count=2)
+
+
+def test_per_window_seeds(tiny_predictor, sp500):
+    frames, _ = _windows(sp500, [60, 60], 4)
+    both = tiny_predictor.forecast_batch(frames, 4, sample_count=6, seed=[1, 2])
+    one = tiny_predictor.forecast_batch(frames[1:], 4, sample_count=6, seed=2)[0]
+    np.testing.assert_array_equal(both[1].samples, one.samples)
+    with pytest.raises(Exception, match="got 1 seeds for 2 windows"):
+        tiny_predictor.forecast_batch(frames, 4, sample_count=2, seed=[1])
