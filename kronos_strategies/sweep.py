@@ -16,6 +16,7 @@ import contextlib
 import copy
 import dataclasses
 import hashlib
+import importlib.util
 import itertools
 import json
 import math
@@ -384,6 +385,10 @@ def precompute_shard(shard: Shard, bars: pd.DataFrame) -> dict[str, Any]:
     return {"group": shard.group, "windows": stats.windows, "computed": stats.computed, "cached": stats.cache_hits}
 
 
+def _identity(value: Any) -> Any:
+    return value
+
+
 def _write_json(path: Path, payload: Mapping[str, Any]) -> None:
     """Write atomically (temporary file + rename) so a killed worker never leaves half a result."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -452,6 +457,8 @@ def _client(
         with Client(scheduler) as client:
             yield client, max(1, len(client.scheduler_info().get("workers", {}))), None
         return
+    if dashboard and importlib.util.find_spec("bokeh") is None:
+        raise ConfigError("the dask dashboard needs bokeh (pip install 'bokeh>=3.1'); run without --dashboard")
     cores = os.cpu_count() or 1
     n = workers or min(cores, 8)
     cluster = LocalCluster(
@@ -504,7 +511,12 @@ def run_sweep(
         else:
             models = {dataclasses.astuple(r.config.model): r.config.model for r in plan.runs}
             client.register_plugin(ModelPlugin(list(models.values()), torch_threads))
-            bars = {name: client.scatter(frame, hash=False) for name, frame in plan.bars.items()}
+            # the bars travel inside a task, so dask can recompute them if the worker holding them dies
+            token = uuid.uuid4().hex[:8]
+            bars = {
+                name: client.submit(_identity, frame, key=f"kronos-bars-{name}-{token}", pure=False)
+                for name, frame in plan.bars.items()
+            }
             stats = _run_dask(plan, bars, shards, todo, client, progress, on_result)
         table = sweep_report.build_table(plan.runs_dir, plan.runs, plan.section)
         best = table["run_id"].head(top).tolist()
