@@ -76,8 +76,8 @@ def to_timestamps(stamps: object, *, name: str = "timestamps") -> pd.DatetimeInd
     if stamps is None:
         raise TimestampError(f"{name} is required")
     try:
-        if isinstance(stamps, pd.Series):
-            idx = pd.DatetimeIndex(pd.to_datetime(stamps.to_numpy() if stamps.dt.tz is None else stamps))
+        if isinstance(stamps, pd.Series) and pd.api.types.is_datetime64_any_dtype(stamps):
+            idx = pd.DatetimeIndex(stamps)
         else:
             idx = pd.DatetimeIndex(pd.to_datetime(stamps))
     except (TypeError, ValueError, AttributeError) as exc:

@@ -146,3 +146,10 @@ def test_datetimeindex_timestamps_accepted(tiny_predictor, window):
     a = _predict(tiny_predictor, df, x, y)
     b = _predict(tiny_predictor, df, pd.DatetimeIndex(x), pd.DatetimeIndex(y))
     np.testing.assert_array_equal(a.to_numpy(), b.to_numpy())
+
+
+def test_string_timestamps_are_parsed(tiny_predictor, window):
+    df, x, y = window
+    a = _predict(tiny_predictor, df, x, y)
+    b = _predict(tiny_predictor, df, x.dt.strftime("%Y-%m-%d"), y.dt.strftime("%Y-%m-%d"))
+    np.testing.assert_array_equal(a.to_numpy(), b.to_numpy())
