@@ -43,7 +43,16 @@ from .errors import ConfigError
 from .feeds import DATASETS, data_fingerprint, make_feed, slice_with_warmup
 from .runner import _classes, _indicator_params, load_bars, load_model, run_backtest
 
-__all__ = ["OBJECTIVES", "RunSpec", "Shard", "SweepConfig", "SweepPlan", "SweepResult", "plan_sweep", "run_sweep"]
+__all__ = [
+    "OBJECTIVES",
+    "RunSpec",
+    "Shard",
+    "SweepConfig",
+    "SweepPlan",
+    "SweepResult",
+    "plan_sweep",
+    "run_sweep",
+]
 
 # Metrics a sweep can rank by (keys of reporting.performance_metrics).
 OBJECTIVES: tuple[str, ...] = (
@@ -60,7 +69,9 @@ class SweepConfig:
     """The ``sweep:`` block: which keys to vary and how, over which assets, ranked by which metric."""
 
     method: str = "grid"  # grid: every combination; random: ``samples`` draws
-    params: dict[str, Any] = field(default_factory=dict)  # dotted key -> list of values (random: or {low, high, log})
+    params: dict[str, Any] = field(
+        default_factory=dict
+    )  # dotted key -> list of values (random: or {low, high, log})
     samples: int = 20  # random search: parameter sets drawn (duplicates dropped)
     seed: int = 0  # random search: the draws' seed
     assets: tuple[Any, ...] = ()  # data sources: mappings like `data:`, a file path or a data set name
@@ -85,7 +96,9 @@ def _set_dotted(raw: Mapping[str, Any], key: str, value: Any) -> dict[str, Any]:
         if child is None:
             child = node[part] = {}
         if not isinstance(child, dict):
-            raise ConfigError(f"sweep key '{key}': '{'.'.join(parts[: depth + 1])}' is a value, not a section")
+            raise ConfigError(
+                f"sweep key '{key}': '{'.'.join(parts[: depth + 1])}' is a value, not a section"
+            )
         node = child
     node[parts[-1]] = value
     return out
@@ -107,9 +120,14 @@ def _choices(spec: Any, key: str, method: str) -> list[Any]:
     if method == "random" and isinstance(spec, Mapping):
         extra = set(spec) - {"low", "high", "log"}
         if extra or not {"low", "high"} <= set(spec):
-            raise ConfigError(f"{where} range needs 'low' and 'high' (optional 'log'), got keys {sorted(spec)}")
+            raise ConfigError(
+                f"{where} range needs 'low' and 'high' (optional 'log'), got keys {sorted(spec)}"
+            )
         low, high = spec["low"], spec["high"]
-        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high)) or not low < high:
+        if (
+            not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high))
+            or not low < high
+        ):
             raise ConfigError(f"{where} range needs numbers low < high, got low={low!r} high={high!r}")
         if spec.get("log") and low <= 0:
             raise ConfigError(f"{where} log range needs low > 0, got {low!r}")
@@ -139,7 +157,9 @@ def _asset_raw(item: Any, i: int) -> dict[str, Any]:
     if isinstance(item, Mapping):
         build_dataclass(DataConfig, item, f"sweep.assets[{i}]")
         return dict(item)
-    raise ConfigError(f"sweep.assets[{i}] must be a data mapping (path/dataset/name...) or a path, got {item!r}")
+    raise ConfigError(
+        f"sweep.assets[{i}] must be a data mapping (path/dataset/name...) or a path, got {item!r}"
+    )
 
 
 def _asset_label(data: Mapping[str, Any]) -> str:
@@ -151,7 +171,9 @@ def _validate_sweep(section: SweepConfig, cfg: BacktestConfig) -> None:
     if section.method not in ("grid", "random"):
         raise ConfigError(f"'sweep.method' must be 'grid' or 'random', got {section.method!r}")
     if section.objective not in OBJECTIVES:
-        raise ConfigError(f"'sweep.objective' must be one of {', '.join(OBJECTIVES)}, got {section.objective!r}")
+        raise ConfigError(
+            f"'sweep.objective' must be one of {', '.join(OBJECTIVES)}, got {section.objective!r}"
+        )
     if section.direction not in ("max", "min"):
         raise ConfigError(f"'sweep.direction' must be 'max' or 'min', got {section.direction!r}")
     for name, low in (("samples", 1), ("top_n", 0), ("threads_per_worker", 1)):
@@ -159,6 +181,11 @@ def _validate_sweep(section: SweepConfig, cfg: BacktestConfig) -> None:
             raise ConfigError(f"'sweep.{name}' must be >= {low}, got {getattr(section, name)}")
     if section.workers is not None and section.workers < 1:
         raise ConfigError(f"'sweep.workers' must be >= 1, got {section.workers}")
+    if "finetune" in cfg.sections:
+        raise ConfigError(
+            "a sweep cannot include a 'finetune:' (walk-forward) block yet: its fold models are not shared "
+            "between runs; sweep the walk-forward config with `kronos-bt run --set ...` one run at a time"
+        )
     base = _base_raw(cfg)
     for key, spec in section.params.items():
         _check_key(base, key, _choices(spec, key, section.method)[0])
@@ -248,7 +275,9 @@ def _digest(payload: Any) -> str:
 def _run_id(raw: Mapping[str, Any], data_fp: str) -> str:
     """Hash of everything a run's result depends on (the config minus bookkeeping, plus the bars)."""
     payload = {k: v for k, v in raw.items() if k not in ("name", "output", "engine", "data")}
-    payload["indicator"] = {k: v for k, v in payload["indicator"].items() if ("indicator", k) not in _NOT_IN_RUN_ID}
+    payload["indicator"] = {
+        k: v for k, v in payload["indicator"].items() if ("indicator", k) not in _NOT_IN_RUN_ID
+    }
     payload["data"] = {k: v for k, v in raw["data"].items() if k in ("name", "tz")}
     return _digest({"config": payload, "bars": data_fp})
 
@@ -286,7 +315,9 @@ def plan_sweep(
     cfg = config if isinstance(config, BacktestConfig) else load_config(config, overrides)
     section = cfg.sections.get("sweep")
     if section is None:
-        raise ConfigError(f"{cfg.source or 'the config'} has no 'sweep:' block; add one (see backtests/sp500_sweep.yaml)")
+        raise ConfigError(
+            f"{cfg.source or 'the config'} has no 'sweep:' block; add one (see backtests/sp500_sweep.yaml)"
+        )
     out_dir = Path(out) if out is not None else Path(section.out.replace("{name}", cfg.name))
     base = _base_raw(cfg)
     cache_dir = cfg.indicator.cache_dir or str(out_dir / "forecast_cache")
@@ -311,9 +342,13 @@ def plan_sweep(
             except ConfigError as exc:
                 raise ConfigError(f"sweep run {label} {params}: {exc}") from None
             if run_cfg.indicator.seed is None:
-                raise ConfigError("sweeps share seeded forecasts: set 'indicator.seed' to an integer, not null")
+                raise ConfigError(
+                    "sweeps share seeded forecasts: set 'indicator.seed' to an integer, not null"
+                )
             run_cfg.source = cfg.source
-            runs.append(RunSpec(_run_id(raw, data_fp), label, params, run_cfg, _forecast_group(label, run_cfg)))
+            runs.append(
+                RunSpec(_run_id(raw, data_fp), label, params, run_cfg, _forecast_group(label, run_cfg))
+            )
     groups: dict[str, list[RunSpec]] = {}
     for run in runs:
         groups.setdefault(run.group, []).append(run)
@@ -382,7 +417,12 @@ def precompute_shard(shard: Shard, bars: pd.DataFrame) -> dict[str, Any]:
         stats = cerebro.run()[0].kronos.stats
     except KronosError as exc:  # the runs of this group will report it
         return {"group": shard.group, "windows": 0, "computed": 0, "cached": 0, "error": str(exc)}
-    return {"group": shard.group, "windows": stats.windows, "computed": stats.computed, "cached": stats.cache_hits}
+    return {
+        "group": shard.group,
+        "windows": stats.windows,
+        "computed": stats.computed,
+        "cached": stats.cache_hits,
+    }
 
 
 def _identity(value: Any) -> Any:
@@ -401,7 +441,9 @@ def backtest_run(run: RunSpec, bars: pd.DataFrame, runs_dir: str, after: Any = N
     """Run one backtest (forecasts read from the cache) and write ``<runs_dir>/<run_id>.json``."""
     record: dict[str, Any] = {"run_id": run.run_id, "asset": run.asset, "params": run.params}
     try:
-        result = run_backtest(run.config, predictor=worker_predictor(run.config.model), bars=bars, write_reports=False)
+        result = run_backtest(
+            run.config, predictor=worker_predictor(run.config.model), bars=bars, write_reports=False
+        )
     except KronosError as exc:
         return record | {"error": f"{type(exc).__name__}: {exc}"}  # not written: a re-run retries it
     stats = result.forecast_stats
@@ -458,7 +500,9 @@ def _client(
             yield client, max(1, len(client.scheduler_info().get("workers", {}))), None
         return
     if dashboard and importlib.util.find_spec("bokeh") is None:
-        raise ConfigError("the dask dashboard needs bokeh (pip install 'bokeh>=3.1'); run without --dashboard")
+        raise ConfigError(
+            "the dask dashboard needs bokeh (pip install 'bokeh>=3.1'); run without --dashboard"
+        )
     cores = os.cpu_count() or 1
     n = workers or min(cores, 8)
     cluster = LocalCluster(
@@ -499,7 +543,11 @@ def run_sweep(
     scheduler = scheduler if scheduler is not None else section.scheduler
     threads = threads_per_worker or section.threads_per_worker
     top = section.top_n if top_n is None else top_n
-    with _client(scheduler, workers or section.workers, threads, dashboard) as (client, n_workers, torch_threads):
+    with _client(scheduler, workers or section.workers, threads, dashboard) as (
+        client,
+        n_workers,
+        torch_threads,
+    ):
         plan = plan_sweep(cfg, out=out, workers=n_workers)
         done = plan.done()
         todo = [run for run in plan.runs if run.run_id not in done]
@@ -604,7 +652,9 @@ def _run_dask(
     return stats
 
 
-def _reports(plan: SweepPlan, bars: dict[str, Any], order: list[str], client: Client | None) -> list[dict[str, Any]]:
+def _reports(
+    plan: SweepPlan, bars: dict[str, Any], order: list[str], client: Client | None
+) -> list[dict[str, Any]]:
     """Tear-sheets of the best runs (in ``order``) under ``<out>/top/<rank>_<asset>_<run_id>/``."""
     by_id = {run.run_id: run for run in plan.runs}
     runs = [by_id[run_id] for run_id in order]

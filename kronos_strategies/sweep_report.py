@@ -59,7 +59,9 @@ def importance(table: pd.DataFrame, keys: Sequence[str], objective: str) -> list
     return sorted(scores, key=lambda item: -item[1])
 
 
-def plot_objective(table: pd.DataFrame, keys: Sequence[str], objective: str, output: Path, title: str) -> Path:
+def plot_objective(
+    table: pd.DataFrame, keys: Sequence[str], objective: str, output: Path, title: str
+) -> Path:
     """Heatmap of the mean objective over the two most influential keys (a line for one, bars for none)."""
     import matplotlib.pyplot as plt
 
@@ -95,7 +97,9 @@ def plot_objective(table: pd.DataFrame, keys: Sequence[str], objective: str, out
     return output
 
 
-def write_outputs(table: pd.DataFrame, out: Path, section: Any, summary: Mapping[str, Any]) -> dict[str, Path]:
+def write_outputs(
+    table: pd.DataFrame, out: Path, section: Any, summary: Mapping[str, Any]
+) -> dict[str, Path]:
     """results.parquet, results.csv, heatmap.png and sweep.json under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     files = {"csv": out / "results.csv", "parquet": out / "results.parquet", "summary": out / "sweep.json"}
@@ -103,9 +107,14 @@ def write_outputs(table: pd.DataFrame, out: Path, section: Any, summary: Mapping
     table.to_parquet(files["parquet"], index=False)
     if len(table):
         title = f"{section.objective} ({section.direction}imise), mean over assets and other parameters"
-        files["heatmap"] = plot_objective(table, list(section.params), section.objective, out / "heatmap.png", title)
+        files["heatmap"] = plot_objective(
+            table, list(section.params), section.objective, out / "heatmap.png", title
+        )
     best = table.head(1).to_dict("records")
-    payload = dict(summary) | {"best": best[0] if best else None, "files": {k: str(v) for k, v in files.items()}}
+    payload = dict(summary) | {
+        "best": best[0] if best else None,
+        "files": {k: str(v) for k, v in files.items()},
+    }
     files["summary"].write_text(json.dumps(payload, indent=2, sort_keys=True, default=_plain))
     return files
 
@@ -117,7 +126,9 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def summary_text(table: pd.DataFrame, summary: Mapping[str, Any], files: Mapping[str, Path], rows: int = 10) -> str:
+def summary_text(
+    table: pd.DataFrame, summary: Mapping[str, Any], files: Mapping[str, Path], rows: int = 10
+) -> str:
     """What the CLI prints: counts, forecast work, the best runs and where the files are."""
     lines = [
         f"sweep {summary['name']}: {summary['runs']} runs ({summary['executed']} run now, {summary['skipped']} "

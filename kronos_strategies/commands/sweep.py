@@ -38,15 +38,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     sweep.add_argument("config", help="YAML backtest with a sweep: block, e.g. backtests/sp500_sweep.yaml")
-    sweep.add_argument("--workers", type=_positive, default=None,
-                       help="local worker processes (default: sweep.workers, else one per core up to 8)")
-    sweep.add_argument("--threads-per-worker", type=_positive, default=None,
-                       help="threads per local worker (default: sweep.threads_per_worker, 1)")
-    sweep.add_argument("--scheduler", default=None,
-                       help="tcp://HOST:PORT of a running dask scheduler, or 'sequential' for no dask at all")
+    sweep.add_argument(
+        "--workers",
+        type=_positive,
+        default=None,
+        help="local worker processes (default: sweep.workers, else one per core up to 8)",
+    )
+    sweep.add_argument(
+        "--threads-per-worker",
+        type=_positive,
+        default=None,
+        help="threads per local worker (default: sweep.threads_per_worker, 1)",
+    )
+    sweep.add_argument(
+        "--scheduler",
+        default=None,
+        help="tcp://HOST:PORT of a running dask scheduler, or 'sequential' for no dask at all",
+    )
     sweep.add_argument("--dashboard", action="store_true", help="serve the dask dashboard on 127.0.0.1:8787")
     sweep.add_argument("--out", default=None, help="output directory (default: sweep.out of the YAML)")
-    sweep.add_argument("--top", type=int, default=None, help="tear-sheets for the best N runs (default: sweep.top_n)")
+    sweep.add_argument(
+        "--top", type=int, default=None, help="tear-sheets for the best N runs (default: sweep.top_n)"
+    )
     sweep.add_argument(
         "--set", action="append", metavar="KEY=VALUE", default=[],
         help="override a YAML key, e.g. --set sweep.objective=sortino (repeatable)",

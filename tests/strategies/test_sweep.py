@@ -84,7 +84,10 @@ def reference(client, assets, tiny_dir, tmp_path_factory):
 @pytest.mark.parametrize(
     ("key", "message"),
     [
-        ("strategy.params.entr", r"bad sweep key 'strategy.params.entr'.*did you mean 'strategy.params.enter'"),
+        (
+            "strategy.params.entr",
+            r"bad sweep key 'strategy.params.entr'.*did you mean 'strategy.params.enter'",
+        ),
         ("indicator.lookbak", r"bad sweep key 'indicator.lookbak'.*did you mean 'indicator.lookback'"),
         ("brokr.cash", r"sweep key 'brokr.cash' cannot be swept"),
         ("output.dir", r"sweep key 'output.dir' cannot be swept"),
@@ -103,7 +106,10 @@ def test_bad_sweep_keys_are_named(assets, tiny_dir, tmp_path, key, message):
     [
         ({"objective": "sharp"}, r"'sweep.objective' must be one of"),
         ({"method": "bayes"}, r"'sweep.method' must be 'grid' or 'random'"),
-        ({"params": {"strategy.params.enter": []}}, r"sweep.params\['strategy.params.enter'\] must be a non-empty"),
+        (
+            {"params": {"strategy.params.enter": []}},
+            r"sweep.params\['strategy.params.enter'\] must be a non-empty",
+        ),
         ({"method": "random", "params": {"strategy.params.enter": {"low": 1, "high": 0}}}, r"low < high"),
         ({"assets": [{"path": "a.csv", "nme": "x"}]}, r"unknown key 'sweep.assets\[0\].nme'"),
         ({"params": {"indicator.horizon": [9]}}, r"'indicator.horizon' must be in \[1, pred_len=2\]"),
@@ -173,7 +179,10 @@ def _one_by_one(raw: dict, assets: dict[str, Path], cache: Path) -> dict[tuple, 
 
 
 def _same(a: object, b: object) -> bool:
-    missing = (a is None or (isinstance(a, float) and math.isnan(a)), b is None or (isinstance(b, float) and math.isnan(b)))
+    missing = (
+        a is None or (isinstance(a, float) and math.isnan(a)),
+        b is None or (isinstance(b, float) and math.isnan(b)),
+    )
     return all(missing) or a == b
 
 
