@@ -262,3 +262,20 @@ def test_default_training_data_stops_at_2014():
     week = frames["sp500_weekly"].iloc[10]
     days = daily.loc[week.name - pd.Timedelta(days=6) : week.name]
     assert week["high"] == days["high"].max() and week["close"] == days["close"].iloc[-1]
+
+
+def test_bundled_checkpoint_loads_and_never_saw_2015():
+    from kronos_model.train_default import DEFAULT_OUT, TRAIN_END
+
+    tok = KronosTokenizer.from_pretrained(DEFAULT_OUT / "tokenizer")
+    model = Kronos.from_pretrained(DEFAULT_OUT / "predictor")
+    assert (model.config.s1_bits, model.config.s2_bits) == (tok.config.s1_bits, tok.config.s2_bits)
+    size = sum(f.stat().st_size for f in DEFAULT_OUT.rglob("*") if f.is_file())
+    assert size < 20 * 2**20
+    for part in ("tokenizer", "predictor"):
+        record = json.loads((DEFAULT_OUT / part / RECORD_FILE).read_text())
+        assert record["cutoff"] <= TRAIN_END
+        for d in record["data"]:
+            for key in ("train_last_bar", "val_last_bar"):
+                assert d.get(key, "") <= TRAIN_END + " 23:59"
+    assert "not the released Kronos" in (DEFAULT_OUT / "README.md").read_text()
