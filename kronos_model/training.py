@@ -96,6 +96,13 @@ class FinetuneConfig:
             raise FinetuneConfigError(
                 f"FinetuneConfig.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}"
             )
+        if self.val_start is not None:
+            try:
+                pd.Timestamp(self.val_start)
+            except (TypeError, ValueError) as exc:
+                raise FinetuneConfigError(
+                    f"FinetuneConfig.val_start {self.val_start!r} is not a time: {exc}"
+                ) from exc
         self.betas = (float(self.betas[0]), float(self.betas[1]))
 
 

@@ -226,6 +226,8 @@ def test_bad_inputs_give_clear_errors(frames):
         small_cfg(val_fraction=1.0)
     with pytest.raises(FinetuneConfigError, match="lookback"):
         small_cfg(lookback=0)
+    with pytest.raises(FinetuneConfigError, match="val_start"):
+        small_cfg(val_start="not a date")
     model = build_predictor(Kronos.config_class(**{**PRED, "s1_bits": 4, "s2_bits": 4}))
     with pytest.raises(CheckpointError, match="s1/s2 bits"):
         finetune_predictor(model, tok, frames, small_cfg())
@@ -279,3 +281,16 @@ def test_bundled_checkpoint_loads_and_never_saw_2015():
             for key in ("train_last_bar", "val_last_bar"):
                 assert d.get(key, "") <= TRAIN_END + " 23:59"
     assert "not the released Kronos" in (DEFAULT_OUT / "README.md").read_text()
+
+
+@pytest.mark.gpu
+def test_finetune_runs_on_cuda(frames):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    tok = build_tokenizer(KronosTokenizer.config_class(**TOK))
+    model = build_predictor(Kronos.config_class(**PRED))
+    result = finetune((model, tok), frames, small_cfg(device="cuda", epochs=2))
+    assert next(model.parameters()).is_cuda and result.predictor_result.record["device"] == "cuda"
+    assert (
+        result.predictor_result.history[-1]["train_loss"] < result.predictor_result.history[0]["train_loss"]
+    )
