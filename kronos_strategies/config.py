@@ -135,6 +135,7 @@ class EngineConfig:
 
     mode: str = "vectorised"
     progress: bool = True
+    threads: int | None = None  # torch CPU threads; None keeps torch's default (1 is steadiest on a busy machine)
 
 
 @dataclass
@@ -327,6 +328,10 @@ def _validate(cfg: BacktestConfig) -> None:
     _rule(
         cfg.engine.mode in ("vectorised", "event"),
         f"'engine.mode' must be 'vectorised' or 'event', got {cfg.engine.mode!r}",
+    )
+    _rule(
+        cfg.engine.threads is None or cfg.engine.threads >= 1,
+        f"'engine.threads' must be >= 1 or null, got {cfg.engine.threads}",
     )
     for name, section in cfg.sections.items():
         validate = _SECTIONS[name][1]

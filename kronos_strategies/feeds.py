@@ -154,7 +154,7 @@ def slice_with_warmup(
     hi = len(idx) if end is None else int(idx.searchsorted(_as_stamp(end, idx), side="right"))
     if hi <= lo:
         raise InsufficientHistoryError(
-            f"no bars between {start} and {end}; the data covers {idx[0]} .. {idx[-1]}"
+            f"no bars from {start or 'the start'} to {end or 'the end'}; the data covers {idx[0]} .. {idx[-1]}"
         )
     return frame.iloc[max(0, lo - warmup) : hi], idx[lo]
 

@@ -16,7 +16,7 @@ import pandas as pd
 
 from kronos_model.errors import InsufficientHistoryError
 
-from . import reporting
+from . import reporting, walkforward  # walkforward registers the `finetune:` YAML block
 from .config import BacktestConfig, ModelConfig, check_names, load_config
 from .errors import ConfigError
 from .feeds import bar_timestamps, data_fingerprint, load_dataset, make_feed, read_ohlcv, slice_with_warmup
@@ -157,6 +157,7 @@ def run_backtest(
     indicator_cls, strategy_cls = _classes(cfg)
     frame = load_bars(cfg) if bars is None else read_ohlcv(bars, name=cfg.data.name or "bars")
     lookback = cfg.indicator.lookback
+    history = frame  # all bars: walk-forward folds train on bars before dates.start too
     frame, start = slice_with_warmup(frame, cfg.dates.start, cfg.dates.end, warmup=lookback - 1)
     if len(frame) < lookback + 2:
         raise InsufficientHistoryError(
@@ -166,6 +167,13 @@ def run_backtest(
     start = max(start, frame.index[lookback - 1])  # the first bar with a forecast
     periods = reporting.periods_per_year(frame.index)
     predictor = predictor if predictor is not None else load_model(cfg.model)
+    if cfg.engine.threads is not None:
+        import torch
+
+        torch.set_num_threads(cfg.engine.threads)
+    if "finetune" in cfg.sections:  # walk-forward: each fold's bars are forecast by that fold's model
+        report_dir = (Path(out_dir) if out_dir is not None else cfg.output_dir) if write_reports else None
+        predictor = walkforward.prepare_backtest(cfg, predictor, history, start, frame.index[-1], report_dir=report_dir)
 
     strategy_params = dict(cfg.strategy.params)
     if "periods_per_year" in strategy_cls.params._getkeys():

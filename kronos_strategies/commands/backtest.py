@@ -72,6 +72,8 @@ def run_handler(args: argparse.Namespace) -> int:
         overrides.append(f"engine.mode={args.mode}")
     if args.no_progress:
         overrides.append("engine.progress=false")
+    if args.threads:
+        overrides.append(f"engine.threads={args.threads}")
     result = run_backtest(args.config, overrides=overrides, out_dir=args.out)
     print(summary_table(result))
     return 0
@@ -139,6 +141,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--data", default=None, help="CSV/Parquet file to backtest (shortcut for --set data.path=...)")
     run.add_argument("--mode", choices=("vectorised", "event"), default=None, help="override engine.mode")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--threads", type=int, default=None, help="torch CPU threads (override engine.threads)")
     run.set_defaults(func=run_handler)
 
     fc = subparsers.add_parser(
