@@ -76,10 +76,12 @@ class KronosPredictor:
     clip : normalised values are clipped to +-clip.
     dtype : optional torch dtype for GPU inference (bfloat16/float16); float32 by default.
     num_threads : CPU threads for torch (None leaves torch's setting).
+    max_batch_bytes : batched calls are split so that one chunk's KV cache stays under this many bytes.
     """
 
     def __init__(self, model: Kronos, tokenizer: KronosTokenizer, device: str | None = None, max_context: int = 512,
-                 clip: float = 5, *, dtype: torch.dtype | str | None = None, num_threads: int | None = None):
+                 clip: float = 5, *, dtype: torch.dtype | str | None = None, num_threads: int | None = None,
+                 max_batch_bytes: int = 2 * 1024**3):
         if model.s1_bits != tokenizer.s1_bits or model.s2_bits != tokenizer.s2_bits:
             raise DataError(
                 f"model and tokenizer do not pair: model s1/s2 bits {model.s1_bits}/{model.s2_bits}, "
@@ -95,6 +97,7 @@ class KronosPredictor:
         self.tokenizer = tokenizer.to(self.device, self.dtype).eval()
         self.max_context = max_context
         self.clip = clip
+        self.max_batch_bytes = max_batch_bytes
         self.price_cols = list(FEATURE_COLUMNS[:4])
         self.vol_col, self.amt_col = "volume", "amount"
         self.time_cols = ["minute", "hour", "weekday", "day", "month"]
@@ -183,7 +186,7 @@ class KronosPredictor:
         top_k, top_p = check_sampling_args(T, top_k, top_p, sample_count)
         if not isinstance(pred_len, int | np.integer) or pred_len < 1:
             raise DataError(f"pred_len must be a positive integer, got {pred_len!r}")
-        step = batch_size or len(windows)
+        step = min(batch_size or len(windows), self._windows_per_chunk(windows, pred_len, sample_count))
         chunks = range(0, len(windows), step)
         if seed is not None and not isinstance(seed, int | np.integer):
             seed = list(seed)
@@ -200,6 +203,14 @@ class KronosPredictor:
             paths.extend(self._run(batch, int(pred_len), sample_count, T, top_k, top_p, batch_seed, generator,
                                    use_cache))
         return paths
+
+    def _windows_per_chunk(self, windows: list[_Window], pred_len: int, sample_count: int) -> int:
+        """How many windows fit one chunk under ``max_batch_bytes`` of KV cache (memory linear in chunk size)."""
+        cfg = self.model.config
+        width = max(len(w.x) for w in windows) + pred_len
+        elem = torch.finfo(self.dtype).bits // 8
+        per_window = sample_count * width * 2 * cfg.d_model * (cfg.n_layers + 1) * elem
+        return max(1, int(self.max_batch_bytes // per_window))
 
     # -- reference API --------------------------------------------------------------------------
     def predict(self, df: pd.DataFrame, x_timestamp, y_timestamp, pred_len: int, T: float = 1.0, top_k: int = 0,
