@@ -18,7 +18,7 @@ import platform
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -575,13 +575,20 @@ def finetune(
     """Fine-tune a :class:`KronosPredictor` (or a ``(model, tokenizer)`` pair): tokenizer first, then predictor.
 
     ``tokenizer_cfg`` defaults to ``cfg``; with ``train_tokenizer=False`` the tokenizer stays as given.
-    The modules are updated in place (a predictor wrapper keeps working with the new weights).
+    The modules are updated in place and left in eval mode, so a predictor wrapper keeps working with the
+    new weights; with a wrapper and ``device=None`` training runs on the wrapper's device.
     """
     cfg = cfg or FinetuneConfig()
     if isinstance(predictor_or_pair, tuple) and len(predictor_or_pair) == 2:
         model, tokenizer = predictor_or_pair
     elif hasattr(predictor_or_pair, "model") and hasattr(predictor_or_pair, "tokenizer"):
         model, tokenizer = predictor_or_pair.model, predictor_or_pair.tokenizer
+        wrapper_device = getattr(predictor_or_pair, "device", None)
+        if wrapper_device is not None:  # train where the wrapper runs, so it keeps working afterwards
+            cfg = replace(cfg, device=cfg.device or str(wrapper_device))
+            tokenizer_cfg = tokenizer_cfg and replace(
+                tokenizer_cfg, device=tokenizer_cfg.device or str(wrapper_device)
+            )
     else:
         raise FinetuneConfigError(
             f"finetune needs a KronosPredictor or a (model, tokenizer) pair, got {type(predictor_or_pair).__name__}"
@@ -589,6 +596,8 @@ def finetune(
     _check_pair(model, tokenizer)
     tok_result = finetune_tokenizer(tokenizer, frames, tokenizer_cfg or cfg) if train_tokenizer else None
     pred_result = finetune_predictor(model, tokenizer, frames, cfg)
+    if not isinstance(predictor_or_pair, tuple):  # the wrapper's cached weight fingerprint is stale now
+        vars(predictor_or_pair).pop("fingerprint", None)
     return PairResult(model, tokenizer, tok_result, pred_result)
 
 

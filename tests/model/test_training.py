@@ -294,3 +294,17 @@ def test_finetune_runs_on_cuda(frames):
     assert (
         result.predictor_result.history[-1]["train_loss"] < result.predictor_result.history[0]["train_loss"]
     )
+
+
+def test_finetune_updates_a_predictor_wrapper_in_place(frames):
+    from kronos_model import KronosPredictor
+
+    tok = build_tokenizer(KronosTokenizer.config_class(**TOK))
+    model = build_predictor(Kronos.config_class(**PRED))
+    predictor = KronosPredictor(model, tok, device="cpu", max_context=64)
+    before = predictor.fingerprint
+    result = finetune(predictor, frames, small_cfg(epochs=1, device=None))
+    assert result.model is predictor.model and result.predictor_result.record["device"] == "cpu"
+    assert predictor.fingerprint != before
+    fc = predictor.forecast(frames["a"].iloc[-30:], 3, sample_count=2, seed=0)
+    assert np.isfinite(fc.samples).all()
