@@ -1,0 +1,328 @@
+"""Sweep planning: the ``sweep:`` YAML block, its validation, and the expansion into runs and forecast shards.
+
+Runs are (asset x parameter set); each gets a ``run_id`` hashing everything its result depends on. Runs
+that need the same forecasts form a group, whose forecast bars are cut into date-range shards.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .config import BacktestConfig, DataConfig, build_dataclass, load_config, register_section
+from .errors import ConfigError
+from .feeds import DATASETS, data_fingerprint, slice_with_warmup
+from .runner import _classes, load_bars
+
+__all__ = ["OBJECTIVES", "RunSpec", "Shard", "SweepConfig", "SweepPlan", "param_sets", "plan_sweep"]
+
+OBJECTIVES: tuple[str, ...] = (
+    "sharpe", "sortino", "cagr", "total_return", "max_drawdown", "volatility", "hit_rate", "exposure", "turnover",
+)  # fmt: skip
+# Top-level sections whose keys may be swept; name/output/engine only change bookkeeping.
+_SWEEPABLE: tuple[str, ...] = ("indicator", "strategy", "broker", "model", "dates", "data")
+# Keys that change neither a forecast nor a trade, left out of run ids so moving the cache keeps results.
+_NOT_IN_RUN_ID: tuple[tuple[str, str], ...] = (("indicator", "cache_dir"), ("indicator", "batch_size"))
+
+
+@dataclass
+class SweepConfig:
+    """The ``sweep:`` block: which keys to vary and how, over which assets, ranked by which metric."""
+
+    method: str = "grid"  # grid: every combination; random: ``samples`` draws
+    params: dict[str, Any] = field(
+        default_factory=dict
+    )  # dotted key -> list of values (random: or {low, high, log})
+    samples: int = 20  # random search: parameter sets drawn (duplicates dropped)
+    seed: int = 0  # random search: the draws' seed
+    assets: tuple[Any, ...] = ()  # data sources: mappings like `data:`, a file path or a data set name
+    objective: str = "sharpe"
+    direction: str = "max"  # max or min
+    top_n: int = 3  # full tear-sheets for the best N runs
+    out: str = "sweeps/{name}"
+    workers: int | None = None  # local cluster size (default: one per CPU core, at most 8)
+    threads_per_worker: int = 1
+    scheduler: str | None = None  # tcp://HOST:PORT of an existing dask scheduler
+
+
+# ----------------------------------------------------------------------------- validation and planning
+
+
+def _set_dotted(raw: Mapping[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """A copy of the nested mapping with ``a.b.c`` set to ``value`` (missing levels are created)."""
+    out = copy.deepcopy(dict(raw))
+    node, parts = out, key.split(".")
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(
+                f"sweep key '{key}': '{'.'.join(parts[: depth + 1])}' is a value, not a section"
+            )
+        node = child
+    node[parts[-1]] = value
+    return out
+
+
+def _base_raw(cfg: BacktestConfig) -> dict[str, Any]:
+    """The config as a plain mapping without the sweep block, ready for per-run edits."""
+    raw = cfg.to_dict()
+    raw.pop("sweep", None)
+    raw["engine"]["progress"] = False
+    return raw
+
+
+def _choices(spec: Any, key: str, method: str) -> list[Any]:
+    """Check one ``sweep.params`` entry; the candidate values (random ranges: their two bounds)."""
+    where = f"sweep.params['{key}']"
+    if isinstance(spec, list | tuple) and spec:
+        return list(spec)
+    if method == "random" and isinstance(spec, Mapping):
+        extra = set(spec) - {"low", "high", "log"}
+        if extra or not {"low", "high"} <= set(spec):
+            raise ConfigError(
+                f"{where} range needs 'low' and 'high' (optional 'log'), got keys {sorted(spec)}"
+            )
+        low, high = spec["low"], spec["high"]
+        if (
+            not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high))
+            or not low < high
+        ):
+            raise ConfigError(f"{where} range needs numbers low < high, got low={low!r} high={high!r}")
+        if spec.get("log") and low <= 0:
+            raise ConfigError(f"{where} log range needs low > 0, got {low!r}")
+        return [low, high]
+    shape = "a non-empty list of values" + (" or a {low, high} range" if method == "random" else "")
+    raise ConfigError(f"{where} must be {shape}, got {spec!r}")
+
+
+def _check_key(base: Mapping[str, Any], key: str, value: Any) -> None:
+    """Apply one value of a swept key to the base config and validate the result; errors name the key."""
+    top = key.split(".")[0]
+    if top not in _SWEEPABLE or "." not in key:
+        raise ConfigError(
+            f"sweep key '{key}' cannot be swept: use a dotted key under {', '.join(_SWEEPABLE)} "
+            f"(e.g. strategy.params.enter or indicator.lookback)"
+        )
+    try:
+        _classes(load_config(_set_dotted(base, key, value)))
+    except ConfigError as exc:
+        raise ConfigError(f"bad sweep key '{key}' (value {value!r}): {exc}") from None
+
+
+def _asset_raw(item: Any, i: int) -> dict[str, Any]:
+    """One ``sweep.assets`` entry as a ``data:`` mapping (a string is a data set name or a file path)."""
+    if isinstance(item, str):
+        return {"dataset": item} if item in DATASETS else {"path": item}
+    if isinstance(item, Mapping):
+        build_dataclass(DataConfig, item, f"sweep.assets[{i}]")
+        return dict(item)
+    raise ConfigError(
+        f"sweep.assets[{i}] must be a data mapping (path/dataset/name...) or a path, got {item!r}"
+    )
+
+
+def _asset_label(data: Mapping[str, Any]) -> str:
+    return str(data.get("name") or data.get("dataset") or Path(str(data.get("path"))).stem)
+
+
+def _validate_sweep(section: SweepConfig, cfg: BacktestConfig) -> None:
+    """Cross-field rules of the ``sweep:`` block, run by ``load_config``; each message names the key."""
+    if section.method not in ("grid", "random"):
+        raise ConfigError(f"'sweep.method' must be 'grid' or 'random', got {section.method!r}")
+    if section.objective not in OBJECTIVES:
+        raise ConfigError(
+            f"'sweep.objective' must be one of {', '.join(OBJECTIVES)}, got {section.objective!r}"
+        )
+    if section.direction not in ("max", "min"):
+        raise ConfigError(f"'sweep.direction' must be 'max' or 'min', got {section.direction!r}")
+    for name, low in (("samples", 1), ("top_n", 0), ("threads_per_worker", 1)):
+        if getattr(section, name) < low:
+            raise ConfigError(f"'sweep.{name}' must be >= {low}, got {getattr(section, name)}")
+    if section.workers is not None and section.workers < 1:
+        raise ConfigError(f"'sweep.workers' must be >= 1, got {section.workers}")
+    if "finetune" in cfg.sections:
+        raise ConfigError(
+            "a sweep cannot include a 'finetune:' (walk-forward) block yet: its fold models are not shared "
+            "between runs; sweep the walk-forward config with `kronos-bt run --set ...` one run at a time"
+        )
+    base = _base_raw(cfg)
+    for key, spec in section.params.items():
+        _check_key(base, key, _choices(spec, key, section.method)[0])
+    labels = [_asset_label(_asset_raw(item, i)) for i, item in enumerate(section.assets)]
+    dupes = sorted({x for x in labels if labels.count(x) > 1})
+    if dupes:
+        raise ConfigError(f"sweep.assets has duplicate names {dupes}: give each a distinct 'name'")
+
+
+register_section("sweep", SweepConfig, _validate_sweep)
+
+
+def _draw(rng: np.random.Generator, spec: Any) -> Any:
+    """One random value: an element of a list, or from a (log-)uniform range (ints stay ints)."""
+    if isinstance(spec, list | tuple):
+        return spec[int(rng.integers(len(spec)))]
+    low, high = spec["low"], spec["high"]
+    if spec.get("log"):
+        value = math.exp(rng.uniform(math.log(low), math.log(high)))
+    else:
+        value = rng.uniform(low, high)
+    if isinstance(low, int) and isinstance(high, int):
+        return int(min(high, max(low, round(value))))
+    return float(value)
+
+
+def param_sets(section: SweepConfig) -> list[dict[str, Any]]:
+    """Every parameter set of the sweep: the grid's product, or ``samples`` distinct random draws."""
+    keys = list(section.params)
+    if section.method == "grid":
+        return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*section.params.values())]
+    rng = np.random.default_rng(section.seed)
+    sets: dict[str, dict[str, Any]] = {}
+    for _ in range(section.samples):
+        draw = {key: _draw(rng, section.params[key]) for key in keys}
+        sets.setdefault(json.dumps(draw, sort_keys=True, default=str), draw)
+    return list(sets.values())
+
+
+@dataclass
+class RunSpec:
+    """One backtest of the sweep: its id, asset, swept values, full config and forecast group."""
+
+    run_id: str
+    asset: str
+    params: dict[str, Any]
+    config: BacktestConfig
+    group: str
+
+
+@dataclass
+class Shard:
+    """Forecasts of one asset group over one date range: the bars ``first .. last`` of its frame."""
+
+    group: str
+    asset: str
+    config: BacktestConfig
+    first: pd.Timestamp
+    last: pd.Timestamp
+    windows: int
+
+
+@dataclass
+class SweepPlan:
+    """What a sweep will do: every run, the forecast shards, the bars per asset and where results go."""
+
+    config: BacktestConfig
+    section: SweepConfig
+    runs: list[RunSpec]
+    shards: list[Shard]
+    bars: dict[str, pd.DataFrame]
+    out: Path
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.out / "runs"
+
+    def done(self) -> set[str]:
+        """Run ids already written by an earlier (possibly interrupted) sweep."""
+        return {run.run_id for run in self.runs if (self.runs_dir / f"{run.run_id}.json").is_file()}
+
+
+def _digest(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _run_id(raw: Mapping[str, Any], data_fp: str) -> str:
+    """Hash of everything a run's result depends on (the config minus bookkeeping, plus the bars)."""
+    payload = {k: v for k, v in raw.items() if k not in ("name", "output", "engine", "data")}
+    payload["indicator"] = {
+        k: v for k, v in payload["indicator"].items() if ("indicator", k) not in _NOT_IN_RUN_ID
+    }
+    payload["data"] = {k: v for k, v in raw["data"].items() if k in ("name", "tz")}
+    return _digest({"config": payload, "bars": data_fp})
+
+
+def _forecast_group(asset: str, cfg: BacktestConfig) -> str:
+    """Runs in one group need the same forecasts (``every`` only picks which of them)."""
+    ind = cfg.indicator
+    return _digest([asset, dataclasses.astuple(cfg.model), cfg.dates.start, cfg.dates.end, ind.lookback,
+                    ind.pred_len, ind.sample_count, ind.T, ind.top_k, ind.top_p, ind.seed])  # fmt: skip
+
+
+def _shards(group: str, asset: str, runs: list[RunSpec], bars: pd.DataFrame, workers: int) -> list[Shard]:
+    """Split a group's forecast bars into contiguous date ranges, at least one batch each."""
+    cfg = copy.copy(runs[0].config)
+    every = math.gcd(*(run.config.indicator.every for run in runs))
+    cfg.indicator = dataclasses.replace(cfg.indicator, every=every)
+    lb = cfg.indicator.lookback
+    frame, _ = slice_with_warmup(bars, cfg.dates.start, cfg.dates.end, warmup=lb - 1)
+    if len(frame) < lb + 2:
+        return []  # too short: each run reports InsufficientHistoryError itself
+    positions = list(range(lb - 1, len(frame), every))
+    size = max(cfg.indicator.batch_size, math.ceil(len(positions) / (2 * workers)))
+    chunks = [positions[i : i + size] for i in range(0, len(positions), size)]
+    return [Shard(group, asset, cfg, frame.index[c[0] - lb + 1], frame.index[c[-1]], len(c)) for c in chunks]
+
+
+def plan_sweep(
+    config: BacktestConfig | str | Path | Mapping[str, Any],
+    *,
+    overrides: tuple[str, ...] | list[str] = (),
+    out: str | Path | None = None,
+    workers: int = 1,
+) -> SweepPlan:
+    """Expand a config with a ``sweep:`` block into runs and forecast shards (loads the bars, no model)."""
+    cfg = config if isinstance(config, BacktestConfig) else load_config(config, overrides)
+    section = cfg.sections.get("sweep")
+    if section is None:
+        raise ConfigError(
+            f"{cfg.source or 'the config'} has no 'sweep:' block; add one (see backtests/sp500_sweep.yaml)"
+        )
+    out_dir = Path(out) if out is not None else Path(section.out.replace("{name}", cfg.name))
+    base = _base_raw(cfg)
+    cache_dir = cfg.indicator.cache_dir or str(out_dir / "forecast_cache")
+    base["indicator"]["cache_dir"] = str(Path(cache_dir).resolve())
+    assets = [_asset_raw(item, i) for i, item in enumerate(section.assets)] or [base["data"]]
+    runs: list[RunSpec] = []
+    bars: dict[str, pd.DataFrame] = {}
+    for data in assets:
+        label = _asset_label(data)
+        with_asset = _set_dotted(base, "data", data)
+        first = load_config(with_asset)
+        first.source = cfg.source
+        bars[label] = load_bars(first)
+        data_fp = data_fingerprint(bars[label])
+        for params in param_sets(section):
+            raw = with_asset
+            for key, value in params.items():
+                raw = _set_dotted(raw, key, value)
+            try:
+                run_cfg = load_config(raw)
+                _classes(run_cfg)
+            except ConfigError as exc:
+                raise ConfigError(f"sweep run {label} {params}: {exc}") from None
+            if run_cfg.indicator.seed is None:
+                raise ConfigError(
+                    "sweeps share seeded forecasts: set 'indicator.seed' to an integer, not null"
+                )
+            run_cfg.source = cfg.source
+            runs.append(
+                RunSpec(_run_id(raw, data_fp), label, params, run_cfg, _forecast_group(label, run_cfg))
+            )
+    groups: dict[str, list[RunSpec]] = {}
+    for run in runs:
+        groups.setdefault(run.group, []).append(run)
+    shards = [s for g, rs in groups.items() for s in _shards(g, rs[0].asset, rs, bars[rs[0].asset], workers)]
+    return SweepPlan(cfg, section, runs, shards, bars, out_dir)
