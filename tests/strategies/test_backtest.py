@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from kronos_strategies.cli import main
 from kronos_strategies.errors import ConfigError
 from kronos_strategies.runner import run_backtest
 
-from .conftest import CountingPredictor, tiny_config
+from .conftest import TINY, CountingPredictor, tiny_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -152,19 +153,19 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_cli_forecast_writes_csv_and_fan_chart(tmp_path, sp500_bars, capsys, monkeypatch):
-    from kronos_model import KronosPredictor
-
+def test_cli_forecast_writes_csv_and_fan_chart(tmp_path, sp500_bars, capsys):
+    model_dir = tmp_path / "model"  # the layout from_pretrained reads: tokenizer/ + predictor/
+    for part in ("tokenizer", "predictor"):
+        shutil.copytree(TINY / part, model_dir / part)
     csv = tmp_path / "spx.csv"
     sp500_bars.iloc[-80:].to_csv(csv, index_label="timestamp")
-    tiny = CountingPredictor()
-    monkeypatch.setattr(KronosPredictor, "from_pretrained", classmethod(lambda cls, *a, **k: tiny))
-    code = main(["forecast", str(csv), "--lookback", "64", "--pred-len", "5", "--sample-count", "8",
-                 "--out", str(tmp_path / "fc.csv")])  # fmt: skip
-    assert code == 0 and tiny.windows_computed == 1
+    code = main(["forecast", str(csv), "--model", str(model_dir), "--lookback", "64", "--pred-len", "5",
+                 "--sample-count", "8", "--out", str(tmp_path / "fc.csv")])  # fmt: skip
+    assert code == 0
     frame = pd.read_csv(tmp_path / "fc.csv", index_col="timestamp", parse_dates=True)
     assert len(frame) == 5 and frame.index[0] > sp500_bars.index[-1]
     assert {"close", "close_q0.1", "close_q0.9", "prob_up"} <= set(frame.columns)
+    assert ((frame["prob_up"] >= 0) & (frame["prob_up"] <= 1)).all()
     assert (tmp_path / "fc.png").read_bytes()[:4] == b"\x89PNG"
     assert "P(up)" in capsys.readouterr().out
 
