@@ -10,7 +10,7 @@ from kronos_strategies.strategy import KronosStrategy
 
 
 class VolTargetStrategy(KronosStrategy):
-    """Long while ``signal > enter``, sized ``target_vol / forecast_vol`` (capped at ``max_leverage``).
+    """Long while ``signal > enter``, sized ``stake * min(max_leverage, target_vol / forecast_vol)``.
 
     The forecast volatility comes from the spread of the sample paths: the ``lower`` / ``upper``
     close quantiles at ``horizon`` are read as a normal interval, so
