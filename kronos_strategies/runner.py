@@ -158,7 +158,10 @@ def run_backtest(
     frame = load_bars(cfg) if bars is None else read_ohlcv(bars, name=cfg.data.name or "bars")
     lookback = cfg.indicator.lookback
     history = frame  # all bars: walk-forward folds train on bars before dates.start too
-    frame, start = slice_with_warmup(frame, cfg.dates.start, cfg.dates.end, warmup=lookback - 1)
+    try:
+        frame, start = slice_with_warmup(frame, cfg.dates.start, cfg.dates.end, warmup=lookback - 1)
+    except InsufficientHistoryError as exc:
+        raise InsufficientHistoryError(f"{exc}; change dates.start / dates.end (--set dates.start=null: all bars)") from None
     if len(frame) < lookback + 2:
         raise InsufficientHistoryError(
             f"{len(frame)} bars between the warm-up start and dates.end; lookback={lookback} needs at least "
