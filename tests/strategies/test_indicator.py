@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from kronos_strategies.errors import ConfigError
@@ -136,3 +137,27 @@ def test_unseeded_runs_are_not_cached(tmp_path, short_bars, tiny_predictor):
 def test_bad_params_raise_config_error(tiny_predictor, short_bars, params, match):
     with pytest.raises(ConfigError, match=match):
         run_signal(short_bars, **{**FAST, "predictor": tiny_predictor, **params})
+
+
+class RecordingPredictor(CountingPredictor):
+    """The tiny predictor, keeping the timestamps of every window it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list = []
+
+    def forecast_batch(self, df_list, pred_len, **kwargs):  # noqa: ANN001, ANN003
+        self.seen.extend(df.index for df in df_list)
+        return super().forecast_batch(df_list, pred_len, **kwargs)
+
+
+@pytest.mark.parametrize("runonce", [True, False])
+def test_model_gets_the_feeds_real_timestamps(short_bars, runonce):
+    bars = short_bars.copy()
+    bars.index = pd.date_range("2024-06-18 09:35", periods=len(bars), freq="5min", tz="Asia/Shanghai")
+    model = RecordingPredictor()
+    run_signal(bars, predictor=model, runonce=runonce, **FAST)
+    lb = FAST["lookback"]
+    assert len(model.seen) == len(bars) - lb + 1
+    for k, stamps in enumerate(model.seen):
+        assert stamps.equals(bars.index[k : k + lb])  # exact, local time zone kept
