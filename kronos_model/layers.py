@@ -79,10 +79,10 @@ def causal_mask(key_mask: torch.Tensor | None, q_len: int, k_len: int) -> torch.
     return allowed[:, None]
 
 
-class SelfAttention(nn.Module):
-    """Multi-head causal self-attention with RoPE and biased projections; optional KV cache."""
+class AttentionProjections(nn.Module):
+    """The q/k/v/out Linear(D, D) layers (with bias) and the RoPE table shared by every attention here."""
 
-    def __init__(self, d_model: int, n_heads: int, attn_dropout_p: float = 0.0, resid_dropout_p: float = 0.0):
+    def __init__(self, d_model: int, n_heads: int):
         super().__init__()
         self.n_heads = n_heads
         self.q_proj = nn.Linear(d_model, d_model)
@@ -90,6 +90,13 @@ class SelfAttention(nn.Module):
         self.v_proj = nn.Linear(d_model, d_model)
         self.out_proj = nn.Linear(d_model, d_model)
         self.rotary = RotaryEmbedding(d_model // n_heads)
+
+
+class SelfAttention(AttentionProjections):
+    """Multi-head causal self-attention with RoPE and biased projections; optional KV cache."""
+
+    def __init__(self, d_model: int, n_heads: int, attn_dropout_p: float = 0.0, resid_dropout_p: float = 0.0):
+        super().__init__(d_model, n_heads)
         self.attn_dropout_p = attn_dropout_p
         self.resid_dropout = nn.Dropout(resid_dropout_p)
 

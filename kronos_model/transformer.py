@@ -15,7 +15,7 @@ from torch import nn
 from .config import KronosConfig
 from .hub import HubMixin
 from .kv_cache import KVCache, LayerCache
-from .layers import RMSNorm, RotaryEmbedding, TransformerBlock, _merge_heads, _split_heads
+from .layers import AttentionProjections, RMSNorm, TransformerBlock, _merge_heads, _split_heads
 
 DEP_HEADS = 4  # the dependency layer always has 4 heads, whatever n_heads is
 CALENDAR_SIZES = (("minute", 60), ("hour", 24), ("weekday", 7), ("day", 32), ("month", 13))
@@ -65,7 +65,7 @@ class TemporalEmbedding(nn.Module):
                 + self.month_embed(idx[..., 4]) + self.minute_embed(idx[..., 0]))
 
 
-class CrossAttention(nn.Module):
+class CrossAttention(AttentionProjections):
     """4-head attention from sibling queries to context keys/values, reproducing the reference exactly.
 
     Query length T (training): RoPE at 0..T-1 on both sides, causal in training mode only.
@@ -73,13 +73,7 @@ class CrossAttention(nn.Module):
     """
 
     def __init__(self, d_model: int, n_heads: int = DEP_HEADS):
-        super().__init__()
-        self.n_heads = n_heads
-        self.q_proj = nn.Linear(d_model, d_model)
-        self.k_proj = nn.Linear(d_model, d_model)
-        self.v_proj = nn.Linear(d_model, d_model)
-        self.out_proj = nn.Linear(d_model, d_model)
-        self.rotary = RotaryEmbedding(d_model // n_heads)
+        super().__init__(d_model, n_heads)
 
     def project_kv(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return _split_heads(self.k_proj(context), self.n_heads), _split_heads(self.v_proj(context), self.n_heads)
