@@ -357,6 +357,7 @@ class WalkForwardPredictor:
         pred_len: int,
         *,
         x_timestamp_list: Sequence[Any] | None = None,
+        y_timestamp_list: Sequence[Any] | None = None,
         sample_count: int = 20,
         T: float = 1.0,
         top_k: int = 0,
@@ -366,6 +367,10 @@ class WalkForwardPredictor:
         **_: Any,
     ) -> list[Forecast]:
         """Forecasts for windows of any folds, grouped by serving model and batched (``forecast_batch`` API)."""
+        if y_timestamp_list is not None:
+            raise ConfigError(
+                "WalkForwardPredictor infers each window's future timestamps; drop y_timestamp_list"
+            )
         xs = x_timestamp_list if x_timestamp_list is not None else [None] * len(df_list)
         windows = [
             df.set_axis(frame_timestamps(df, x)) if x is not None else df for df, x in zip(df_list, xs)
@@ -556,7 +561,7 @@ def run_walkforward(
             lookback=spec.lookback, horizon=spec.pred_len, device=device, val_start=val_start
         )
         key = fold_key(predictor.fingerprint if fresh else prev_key, bars.iloc[fold.train_start : fold.first], ft,
-                       train_tokenizer=settings.train_tokenizer, init=settings.init)  # fmt: skip
+                       train_tokenizer=settings.train_tokenizer, init="base" if fresh else "previous")  # fmt: skip
         directory = root / key
         if (directory / FOLD_FILE).is_file():
             record = json.loads((directory / FOLD_FILE).read_text())

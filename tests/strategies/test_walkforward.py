@@ -306,3 +306,17 @@ def test_report_scores_forecasts_against_realised_bars(
     assert score["crps"] == pytest.approx(0.0, abs=1e-6) and score["mae"] == pytest.approx(0.0, abs=1e-6)
     assert (close[o.positions + SPEC.horizon] != close[o.positions]).all()
     assert score["hit_rate"] == 1.0 and score["scored"] == len(o.positions)
+
+
+def test_init_base_shares_fold_zero_and_retrains_the_rest(
+    counting_predictor, bars: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chained = _run(counting_predictor, bars, tmp_path)
+    counter = _CountFinetune()
+    monkeypatch.setattr(walkforward, "finetune", counter)
+    fresh = _run(counting_predictor, bars, tmp_path, init="base")
+    assert counter.calls == len(fresh.folds) - 1  # fold 0 starts from the base model either way
+    assert fresh.folds[0].record["fingerprint"] == chained.folds[0].record["fingerprint"]
+    assert fresh.folds[1].record["fingerprint"] != chained.folds[1].record["fingerprint"]
+    with pytest.raises(ConfigError, match="y_timestamp_list"):
+        fresh.predictor.forecast_batch([bars.iloc[-40:]], 4, y_timestamp_list=[bars.index[-4:]])
