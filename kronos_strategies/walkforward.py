@@ -556,6 +556,11 @@ def run_walkforward(
     bar = tqdm(folds, desc="walk-forward", unit="fold", disable=not progress, leave=False)
     for fold in bar:
         fresh = settings.init == "base" or prev_key is None
+        if n_val and fold.first - n_val <= fold.train_start:
+            raise InsufficientHistoryError(
+                f"fold {fold.index} has {fold.first - fold.train_start} training bars, not more than the "
+                f"{n_val} validation bars; use more history, a later dates.start or a smaller finetune.val_bars"
+            )
         val_start = bars.index[fold.first - n_val] if n_val else None
         ft = settings.finetune_config(
             lookback=spec.lookback, horizon=spec.pred_len, device=device, val_start=val_start

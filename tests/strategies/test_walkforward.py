@@ -320,3 +320,12 @@ def test_init_base_shares_fold_zero_and_retrains_the_rest(
     assert fresh.folds[1].record["fingerprint"] != chained.folds[1].record["fingerprint"]
     with pytest.raises(ConfigError, match="y_timestamp_list"):
         fresh.predictor.forecast_batch([bars.iloc[-40:]], 4, y_timestamp_list=[bars.index[-4:]])
+
+
+def test_fold_without_room_for_validation_is_an_error(
+    counting_predictor, bars: pd.DataFrame, tmp_path: Path
+) -> None:
+    with pytest.raises(InsufficientHistoryError, match="not more than the 60 validation bars"):
+        settings = WalkForwardConfig(**{**SETTINGS, "window": "expanding", "val_bars": 60})
+        folds = make_schedule(bars.index, bars.index[50], every=25, window="expanding")
+        run_walkforward(counting_predictor, bars, folds, settings, SPEC, fold_dir=tmp_path, cache=None)
