@@ -24,7 +24,7 @@ __all__ = ["CACHE_VERSION", "ForecastCache", "forecast_key"]
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1  # bump when the stored layout or the meaning of a key changes
+CACHE_VERSION = 2  # bump when the stored layout or the meaning of a key changes
 
 
 def forecast_key(
@@ -52,7 +52,7 @@ def forecast_key(
 
 
 class ForecastCache:
-    """Forecasts stored as ``<root>/<key[:2]>/<key>.npz`` (samples, timestamps, last close).
+    """Forecasts stored as ``<root>/<key[:2]>/<key>.npy``: one record of samples, timestamps, last close.
 
     Writes are atomic (temporary file + rename), so an interrupted run never leaves a torn entry
     and parallel runs sharing a directory are safe. ``hits`` / ``misses`` count look-ups.
@@ -68,18 +68,17 @@ class ForecastCache:
 
     def path(self, key: str) -> Path:
         """Where the entry for ``key`` lives."""
-        return self.root / key[:2] / f"{key}.npz"
+        return self.root / key[:2] / f"{key}.npy"
 
     def get(self, key: str) -> Forecast | None:
         """The stored forecast, or None (a missing or unreadable entry is a miss)."""
         path = self.path(key)
         try:
-            with np.load(path, allow_pickle=False) as npz:
-                forecast = _from_arrays(npz)
+            forecast = _from_record(np.load(path, allow_pickle=False))
         except FileNotFoundError:
             self.misses += 1
             return None
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, EOFError) as exc:
             log.warning("ignoring unreadable forecast cache entry %s: %s", path, exc)
             self.misses += 1
             return None
@@ -90,53 +89,46 @@ class ForecastCache:
         """Store ``forecast`` under ``key`` atomically."""
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **_to_arrays(forecast))
+                np.save(fh, _to_record(forecast), allow_pickle=False)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
 
     def __len__(self) -> int:
-        return sum(1 for _ in self.root.glob("*/*.npz")) if self.root.is_dir() else 0
+        return sum(1 for _ in self.root.glob("*/*.npy")) if self.root.is_dir() else 0
 
 
-def _stamp_arrays(stamps: pd.DatetimeIndex | None, prefix: str) -> dict[str, np.ndarray]:
-    """Timestamps as int64 nanoseconds plus their timezone name."""
-    if stamps is None:
-        return {}
-    stamps = pd.DatetimeIndex(stamps)
-    return {
-        f"{prefix}_ns": np.asarray(stamps.as_unit("ns").asi8, dtype=np.int64),
-        f"{prefix}_tz": np.asarray("" if stamps.tz is None else str(stamps.tz)),
-    }
+_NAT = np.iinfo(np.int64).min  # no history_end
 
 
-def _stamps_from(npz: Mapping[str, np.ndarray], prefix: str) -> pd.DatetimeIndex | None:
-    if f"{prefix}_ns" not in npz:
-        return None
-    stamps = pd.DatetimeIndex(pd.to_datetime(npz[f"{prefix}_ns"], unit="ns"))
-    tz = str(npz[f"{prefix}_tz"])
-    return stamps.tz_localize("UTC").tz_convert(tz) if tz else stamps
+def _to_record(forecast: Forecast) -> np.ndarray:
+    """One structured record: samples, the future timestamps plus history_end (UTC ns), last close, timezone."""
+    samples = np.asarray(forecast.samples, dtype=np.float32)
+    stamps = pd.DatetimeIndex(forecast.timestamps)
+    end = _NAT if forecast.history_end is None else pd.DatetimeIndex([forecast.history_end]).as_unit("ns").asi8[0]
+    dtype = np.dtype([("samples", "<f4", samples.shape), ("stamps", "<i8", (len(stamps) + 1,)),
+                      ("last_close", "<f8"), ("tz", "U64")])  # fmt: skip
+    record = np.zeros((), dtype=dtype)
+    record["samples"] = samples
+    record["stamps"] = np.append(stamps.as_unit("ns").asi8, end)
+    record["last_close"] = forecast.last_close
+    record["tz"] = "" if stamps.tz is None else str(stamps.tz)
+    return record
 
 
-def _to_arrays(forecast: Forecast) -> dict[str, np.ndarray]:
-    end = None if forecast.history_end is None else pd.DatetimeIndex([forecast.history_end])
-    return {
-        "samples": np.asarray(forecast.samples, dtype=np.float32),
-        "last_close": np.asarray(forecast.last_close, dtype=np.float64),
-        **_stamp_arrays(forecast.timestamps, "timestamps"),
-        **_stamp_arrays(end, "history_end"),
-    }
-
-
-def _from_arrays(npz: Mapping[str, np.ndarray]) -> Forecast:
-    end = _stamps_from(npz, "history_end")
+def _from_record(record: np.ndarray) -> Forecast:
+    ns = np.asarray(record["stamps"], dtype=np.int64)
+    stamps = pd.DatetimeIndex(ns.view("datetime64[ns]"))
+    tz = str(record["tz"])
+    if tz:
+        stamps = stamps.tz_localize("UTC").tz_convert(tz)
     return Forecast(
-        samples=np.asarray(npz["samples"], dtype=np.float32),
-        timestamps=_stamps_from(npz, "timestamps"),
-        last_close=float(npz["last_close"]),
-        history_end=None if end is None else end[0],
+        samples=np.array(record["samples"], dtype=np.float32),
+        timestamps=stamps[:-1],
+        last_close=float(record["last_close"]),
+        history_end=None if ns[-1] == _NAT else stamps[-1],
     )

@@ -176,12 +176,12 @@ class KronosSignal(bt.Indicator):
         if start >= end:
             return
         feats, stamps = self._preloaded(end)
-        bars = [i for i in range(start, end) if self._is_forecast_bar(i) or i == start]
+        bars = [i for i in range(start, end) if self._is_forecast_bar(i) or (i == start and self._held is None)]
         lb = self.p.lookback
         windows = [feats.iloc[i - lb + 1 : i + 1].set_axis(stamps[i - lb + 1 : i + 1]) for i in bars]
         values = dict(zip(bars, (self._values(f) for f in self._forecasts(windows)), strict=True))
         arrays = {name: getattr(self.lines, name).array for name in self._line_names()}
-        held: dict[str, float] = {}
+        held: dict[str, float] = self._held or {}
         for i in range(start, end):
             held = values.get(i, held)
             for name, value in held.items():

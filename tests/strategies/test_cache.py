@@ -58,5 +58,5 @@ def test_torn_entry_is_a_miss(tmp_path):
     cache = ForecastCache(tmp_path)
     path = cache.path("cd" * 32)
     path.parent.mkdir(parents=True)
-    path.write_bytes(b"not an npz")
+    path.write_bytes(b"not an npy file")
     assert cache.get("cd" * 32) is None
