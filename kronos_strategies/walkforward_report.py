@@ -23,6 +23,7 @@ from .reporting import write_json
 __all__ = ["fold_table", "skill", "write_walkforward_report"]
 
 SKILL_NAMES: tuple[str, ...] = ("crps", "hit_rate", "mae")
+MATERIAL = 0.01  # a pooled CRPS change smaller than 1 % is reported as no material difference
 
 
 def skill(
@@ -90,7 +91,10 @@ def _verdict(table: pd.DataFrame, pooled: dict[str, dict[str, float | int]]) -> 
     wins = int((both["crps_finetuned"] < both["crps_base"]).sum())
     ft, base = pooled["finetuned"], pooled["base"]
     change = (ft["crps"] - base["crps"]) / base["crps"] if base["crps"] else float("nan")
-    better = "helped" if ft["crps"] < base["crps"] else "did not help"
+    if not np.isfinite(change) or abs(change) < MATERIAL:
+        better = "made no material difference"
+    else:
+        better = "helped" if change < 0 else "hurt"
     return (
         f"Refitting {better} on CRPS: pooled CRPS {ft['crps']:.5f} fine-tuned vs {base['crps']:.5f} frozen "
         f"({100 * change:+.2f}%), lower in {wins} of {len(both)} folds; hit rate {ft['hit_rate']:.3f} vs "
