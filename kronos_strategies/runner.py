@@ -201,6 +201,7 @@ def run_backtest(
     if write_reports:
         out = Path(out_dir) if out_dir is not None else cfg.output_dir
         result.files = write_reports_for(result, out)
+        result.seconds = time.perf_counter() - started  # the manifest keeps the time before the reports
     return result
 
 

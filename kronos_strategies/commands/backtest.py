@@ -48,7 +48,7 @@ def summary_table(result: Any) -> str:
     s = result.forecast_stats
     lines.append(
         f"forecasts: {s.windows} windows, {s.computed} computed, {s.cache_hits} from cache, "
-        f"{s.seconds:.1f} s in the model; run took {result.seconds:.1f} s"
+        f"{s.seconds:.1f} s in the model; run and reports took {result.seconds:.1f} s"
     )
     if result.files:
         first = next(iter(result.files.values())).parent
