@@ -45,7 +45,9 @@ def _predictor(kind: str, device: str):
         from kronos_model.train_default import PREDICTOR, TOKENIZER
         from kronos_model.training import build_predictor, build_tokenizer
 
-        model = KronosPredictor(build_predictor(PREDICTOR), build_tokenizer(TOKENIZER), device=device, max_context=512)
+        model = KronosPredictor(
+            build_predictor(PREDICTOR), build_tokenizer(TOKENIZER), device=device, max_context=512
+        )
         return model, "nano-shaped, random weights"
     tiny = ROOT / "tests" / "fixtures" / "tiny"
     model = KronosPredictor(Kronos.from_pretrained(tiny / "predictor"), KronosTokenizer.from_pretrained(tiny / "tokenizer"),
@@ -53,7 +55,9 @@ def _predictor(kind: str, device: str):
     return model, "tiny test checkpoint"
 
 
-def _config(args: argparse.Namespace, trading_bars: int, mode: str, cache: str | None, out: Path, enter: float):
+def _config(
+    args: argparse.Namespace, trading_bars: int, mode: str, cache: str | None, out: Path, enter: float
+):
     cfg = load_config(
         ROOT / "backtests" / "sp500_threshold.yaml",
         [f"engine.mode={mode}", "engine.progress=false", f"indicator.sample_count={args.sample_count}",
@@ -84,15 +88,21 @@ def _timed(cfg, predictor, write_reports: bool) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", choices=("auto", "bundled", "nano-random", "tiny"), default="auto")
-    parser.add_argument("--bars", type=int, default=1006, help="trading bars for the vectorised and cache runs")
+    parser.add_argument(
+        "--bars", type=int, default=1006, help="trading bars for the vectorised and cache runs"
+    )
     parser.add_argument("--event-bars", type=int, default=60, help="trading bars for the event-mode run")
     parser.add_argument("--lookback", type=int, default=256)
     parser.add_argument("--pred-len", type=int, default=5)
     parser.add_argument("--sample-count", type=int, default=16)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (1 is steadier when shared)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch.set_num_threads (1 is steadier when shared)"
+    )
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "backtest.json"))
     args = parser.parse_args(argv)
     if args.threads:
@@ -111,17 +121,25 @@ def main(argv: list[str] | None = None) -> int:
                                                   predictor, True)  # fmt: skip
         rows["  same, no reports"] = _timed(_config(args, args.bars, "vectorised", cache, tmp_path / "r3", 0.2),
                                             predictor, False)  # fmt: skip
-    event, first, cached = rows["event (no cache)"], rows["vectorised, first run"], rows["cached re-run, enter=0.3"]
+    event, first, cached = (
+        rows["event (no cache)"],
+        rows["vectorised, first run"],
+        rows["cached re-run, enter=0.3"],
+    )
     speedup = first["forecast_bars_per_s"] / event["forecast_bars_per_s"]
     ratio = cached["seconds"] / first["seconds"]
     print(f"model: {model_name}; lookback {args.lookback}, pred_len {args.pred_len}, {args.sample_count} samples; "
           f"device {args.device}, torch threads {torch.get_num_threads()}")  # fmt: skip
-    print(f"{'run':<27}{'bars':>6}{'wall s':>9}{'model s':>9}{'forecast bars/s':>17}{'computed':>10}{'cached':>8}")
+    print(
+        f"{'run':<27}{'bars':>6}{'wall s':>9}{'model s':>9}{'forecast bars/s':>17}{'computed':>10}{'cached':>8}"
+    )
     for name, row in rows.items():
         print(f"{name:<27}{row['bars']:>6}{row['seconds']:>9.2f}{row['model_seconds']:>9.2f}"
               f"{row['forecast_bars_per_s']:>17.2f}{row['computed']:>10}{row['cache_hits']:>8}")  # fmt: skip
-    print(f"forecast bars/s vectorised / event: {speedup:.2f}x; cached re-run / first run wall time: {100 * ratio:.1f}% "
-          f"(without writing reports: {100 * rows['  same, no reports']['seconds'] / first['seconds']:.1f}%)")
+    print(
+        f"forecast bars/s vectorised / event: {speedup:.2f}x; cached re-run / first run wall time: {100 * ratio:.1f}% "
+        f"(without writing reports: {100 * rows['  same, no reports']['seconds'] / first['seconds']:.1f}%)"
+    )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({

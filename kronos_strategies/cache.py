@@ -109,7 +109,11 @@ def _to_record(forecast: Forecast) -> np.ndarray:
     """One structured record: samples, the future timestamps plus history_end (UTC ns), last close, timezone."""
     samples = np.asarray(forecast.samples, dtype=np.float32)
     stamps = pd.DatetimeIndex(forecast.timestamps)
-    end = _NAT if forecast.history_end is None else pd.DatetimeIndex([forecast.history_end]).as_unit("ns").asi8[0]
+    end = (
+        _NAT
+        if forecast.history_end is None
+        else pd.DatetimeIndex([forecast.history_end]).as_unit("ns").asi8[0]
+    )
     dtype = np.dtype([("samples", "<f4", samples.shape), ("stamps", "<i8", (len(stamps) + 1,)),
                       ("last_close", "<f8"), ("tz", "U64")])  # fmt: skip
     record = np.zeros((), dtype=dtype)

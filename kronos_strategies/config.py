@@ -135,7 +135,9 @@ class EngineConfig:
 
     mode: str = "vectorised"
     progress: bool = True
-    threads: int | None = None  # torch CPU threads; None keeps torch's default (1 is steadiest on a busy machine)
+    threads: int | None = (
+        None  # torch CPU threads; None keeps torch's default (1 is steadiest on a busy machine)
+    )
 
 
 @dataclass
@@ -292,7 +294,9 @@ def _validate(cfg: BacktestConfig) -> None:
             try:
                 bounds[key] = datetime.datetime.fromisoformat(value)
             except ValueError:
-                raise ConfigError(f"'dates.{key}' must be an ISO date like 2015-01-01, got {value!r}") from None
+                raise ConfigError(
+                    f"'dates.{key}' must be an ISO date like 2015-01-01, got {value!r}"
+                ) from None
     if len(bounds) == 2:
         _rule(bounds["start"] < bounds["end"], "'dates.start' must be before 'dates.end'")
     model = cfg.model
@@ -312,14 +316,19 @@ def _validate(cfg: BacktestConfig) -> None:
     )
     _rule(ind.sample_count >= 1, f"'indicator.sample_count' must be >= 1, got {ind.sample_count}")
     lo, hi = ind.quantiles
-    _rule(0 < lo < hi < 1, f"'indicator.quantiles' must be two levels 0 < lower < upper < 1, got {ind.quantiles}")
+    _rule(
+        0 < lo < hi < 1,
+        f"'indicator.quantiles' must be two levels 0 < lower < upper < 1, got {ind.quantiles}",
+    )
     _rule(ind.every >= 1, f"'indicator.every' must be >= 1 bar, got {ind.every}")
     _rule(ind.T > 0, f"'indicator.T' must be > 0, got {ind.T}")
     _rule(ind.top_k >= 0, f"'indicator.top_k' must be >= 0, got {ind.top_k}")
     _rule(0 < ind.top_p <= 1, f"'indicator.top_p' must be in (0, 1], got {ind.top_p}")
     _rule(ind.batch_size >= 1, f"'indicator.batch_size' must be >= 1, got {ind.batch_size}")
     _rule(cfg.broker.cash > 0, f"'broker.cash' must be > 0, got {cfg.broker.cash}")
-    _rule(0 <= cfg.broker.commission < 1, f"'broker.commission' must be in [0, 1), got {cfg.broker.commission}")
+    _rule(
+        0 <= cfg.broker.commission < 1, f"'broker.commission' must be in [0, 1), got {cfg.broker.commission}"
+    )
     _rule(0 <= cfg.broker.slippage < 1, f"'broker.slippage' must be in [0, 1), got {cfg.broker.slippage}")
     _rule(
         cfg.benchmark.type == "buy_and_hold",
@@ -385,13 +394,13 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path} must hold a mapping of sections (data:, model:, ...), not {type(raw).__name__}")
+        raise ConfigError(
+            f"{path} must hold a mapping of sections (data:, model:, ...), not {type(raw).__name__}"
+        )
     return raw
 
 
-def load_config(
-    source: str | Path | Mapping[str, Any], overrides: Sequence[str] = ()
-) -> BacktestConfig:
+def load_config(source: str | Path | Mapping[str, Any], overrides: Sequence[str] = ()) -> BacktestConfig:
     """Read a YAML file (or a mapping), apply ``--set`` overrides and validate in two steps."""
     path = None if isinstance(source, Mapping) else Path(source)
     raw = dict(source) if path is None else _read_yaml(path)
@@ -400,7 +409,9 @@ def load_config(
         raw.setdefault("name", path.stem)
     check_names(raw, _RESERVED | set(_SECTIONS), "")
     sections = {
-        name: build_dataclass(_SECTIONS[name][0], raw.pop(name), name) for name in list(raw) if name in _SECTIONS
+        name: build_dataclass(_SECTIONS[name][0], raw.pop(name), name)
+        for name in list(raw)
+        if name in _SECTIONS
     }
     cfg = build_dataclass(BacktestConfig, raw, "")
     cfg.sections = sections

@@ -176,7 +176,9 @@ class KronosSignal(bt.Indicator):
         if start >= end:
             return
         feats, stamps = self._preloaded(end)
-        bars = [i for i in range(start, end) if self._is_forecast_bar(i) or (i == start and self._held is None)]
+        bars = [
+            i for i in range(start, end) if self._is_forecast_bar(i) or (i == start and self._held is None)
+        ]
         lb = self.p.lookback
         windows = [feats.iloc[i - lb + 1 : i + 1].set_axis(stamps[i - lb + 1 : i + 1]) for i in bars]
         values = dict(zip(bars, (self._values(f) for f in self._forecasts(windows)), strict=True))
@@ -235,14 +237,18 @@ class KronosSignal(bt.Indicator):
     def _event_window(self) -> pd.DataFrame:
         """The last ``lookback`` bars, read through ``get`` so nothing after this bar is reachable."""
         lb = self.p.lookback
-        cols = {name: np.asarray(getattr(self.data.lines, name).get(size=lb), float) for name in self._source_lines()}
+        cols = {
+            name: np.asarray(getattr(self.data.lines, name).get(size=lb), float)
+            for name in self._source_lines()
+        }
         stamps = bar_timestamps(self.data, np.asarray(self.data.datetime.get(size=lb), float))
         return self._feature_frame(cols).set_axis(stamps)
 
     def _preloaded(self, end: int) -> tuple[pd.DataFrame, pd.DatetimeIndex]:
         """All preloaded bars up to ``end`` (windows slice it so each sees only bars <= its own)."""
         cols = {
-            name: np.asarray(getattr(self.data.lines, name).array[:end], float) for name in self._source_lines()
+            name: np.asarray(getattr(self.data.lines, name).array[:end], float)
+            for name in self._source_lines()
         }
         stamps = bar_timestamps(self.data, np.asarray(self.data.datetime.array[:end], float))
         return self._feature_frame(cols), stamps
@@ -266,7 +272,13 @@ class KronosSignal(bt.Indicator):
 
     def _sampling(self) -> dict[str, object]:
         p = self.p
-        return {"pred_len": p.pred_len, "sample_count": p.sample_count, "T": p.T, "top_k": p.top_k, "top_p": p.top_p}
+        return {
+            "pred_len": p.pred_len,
+            "sample_count": p.sample_count,
+            "T": p.T,
+            "top_k": p.top_k,
+            "top_p": p.top_p,
+        }
 
     def _forecasts(self, windows: Sequence[pd.DataFrame]) -> list[Forecast]:
         """Forecast each window, reading and filling the cache; misses go to the model in batches."""

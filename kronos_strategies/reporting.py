@@ -150,7 +150,10 @@ def write_tearsheet(
         )
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    strat, bench = _for_quantstats(returns, "Strategy"), _for_quantstats(benchmark, benchmark.name or "Benchmark")
+    strat, bench = (
+        _for_quantstats(returns, "Strategy"),
+        _for_quantstats(benchmark, benchmark.name or "Benchmark"),
+    )
     ppy = int(round(periods))
     with _quiet():
         if strat.std() > 0:
@@ -194,8 +197,12 @@ def plot_backtest(
                     label=f"forecast band ({horizon} bars ahead)")  # fmt: skip
     if len(fills):
         buys, sells = fills[fills["size"] > 0], fills[fills["size"] < 0]
-        ax.scatter(buys["executed"], buys["price"], marker="^", color="tab:green", s=28, label="buy", zorder=3)
-        ax.scatter(sells["executed"], sells["price"], marker="v", color="tab:red", s=28, label="sell", zorder=3)
+        ax.scatter(
+            buys["executed"], buys["price"], marker="^", color="tab:green", s=28, label="buy", zorder=3
+        )
+        ax.scatter(
+            sells["executed"], sells["price"], marker="v", color="tab:red", s=28, label="sell", zorder=3
+        )
     ax.set_title(title)
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=0.3)

@@ -100,7 +100,9 @@ def load_bars(cfg: BacktestConfig) -> pd.DataFrame:
         beside = Path(cfg.source).parent / path
         path = beside if beside.exists() else path
     if not path.exists():
-        raise ConfigError(f"data.path {data.path!r} does not exist; pass a CSV or Parquet file (--set data.path=...)")
+        raise ConfigError(
+            f"data.path {data.path!r} does not exist; pass a CSV or Parquet file (--set data.path=...)"
+        )
     return read_ohlcv(path, timestamp_column=data.timestamp_column, tz=data.tz, name=data.name or path.name)
 
 
@@ -161,7 +163,9 @@ def run_backtest(
     try:
         frame, start = slice_with_warmup(frame, cfg.dates.start, cfg.dates.end, warmup=lookback - 1)
     except InsufficientHistoryError as exc:
-        raise InsufficientHistoryError(f"{exc}; change dates.start / dates.end (--set dates.start=null: all bars)") from None
+        raise InsufficientHistoryError(
+            f"{exc}; change dates.start / dates.end (--set dates.start=null: all bars)"
+        ) from None
     if len(frame) < lookback + 2:
         raise InsufficientHistoryError(
             f"{len(frame)} bars between the warm-up start and dates.end; lookback={lookback} needs at least "
@@ -176,7 +180,9 @@ def run_backtest(
         torch.set_num_threads(cfg.engine.threads)
     if "finetune" in cfg.sections:  # walk-forward: each fold's bars are forecast by that fold's model
         report_dir = (Path(out_dir) if out_dir is not None else cfg.output_dir) if write_reports else None
-        predictor = walkforward.prepare_backtest(cfg, predictor, history, start, frame.index[-1], report_dir=report_dir)
+        predictor = walkforward.prepare_backtest(
+            cfg, predictor, history, start, frame.index[-1], report_dir=report_dir
+        )
 
     strategy_params = dict(cfg.strategy.params)
     if "periods_per_year" in strategy_cls.params._getkeys():
@@ -184,7 +190,9 @@ def run_backtest(
     cerebro = bt.Cerebro(stdstats=False, runonce=cfg.engine.mode == "vectorised", preload=True)
     feed = make_feed(frame, name=cfg.data.name or "data")
     cerebro.adddata(feed)
-    configure_broker(cerebro, cash=cfg.broker.cash, commission=cfg.broker.commission, slippage=cfg.broker.slippage)
+    configure_broker(
+        cerebro, cash=cfg.broker.cash, commission=cfg.broker.commission, slippage=cfg.broker.slippage
+    )
     cerebro.addstrategy(
         strategy_cls,
         indicator=indicator_cls,
@@ -236,7 +244,12 @@ def _collect(
     for col in ("created", "executed"):
         fills[col] = bar_timestamps(feed, fills[col].to_numpy(dtype=float))
     metrics = reporting.performance_metrics(
-        returns, periods=periods, exposure=exposure, fills=strat.fills, trade_pnls=strat.closed_trades, equity=equity
+        returns,
+        periods=periods,
+        exposure=exposure,
+        fills=strat.fills,
+        trade_pnls=strat.closed_trades,
+        equity=equity,
     )
     held = pd.Series(1.0, index=benchmark.index)
     bench_metrics = reporting.performance_metrics(benchmark, periods=periods, exposure=held)
@@ -264,7 +277,10 @@ def write_reports_for(result: BacktestResult, out: Path) -> dict[str, Path]:
     """Write metrics.json, tearsheet.html, chart.png, signals.csv, trades.csv and manifest.json into ``out``."""
     cfg = result.config
     out.mkdir(parents=True, exist_ok=True)
-    title = cfg.output.title or f"{cfg.name}: {cfg.strategy.name} on {cfg.data.name or cfg.data.dataset or 'data'}"
+    title = (
+        cfg.output.title
+        or f"{cfg.name}: {cfg.strategy.name} on {cfg.data.name or cfg.data.dataset or 'data'}"
+    )
     files: dict[str, Path] = {}
     stats = result.forecast_stats
     files["metrics"] = reporting.write_json(

@@ -138,7 +138,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--set", action="append", metavar="KEY=VALUE", default=[],
         help="override a YAML key, e.g. --set strategy.params.enter=0.2 (repeatable)",
     )  # fmt: skip
-    run.add_argument("--data", default=None, help="CSV/Parquet file to backtest (shortcut for --set data.path=...)")
+    run.add_argument(
+        "--data", default=None, help="CSV/Parquet file to backtest (shortcut for --set data.path=...)"
+    )
     run.add_argument("--mode", choices=("vectorised", "event"), default=None, help="override engine.mode")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.add_argument("--threads", type=int, default=None, help="torch CPU threads (override engine.threads)")

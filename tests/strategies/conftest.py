@@ -61,7 +61,12 @@ def short_bars(sp500_bars: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_signal(
-    frame: pd.DataFrame, *, runonce: bool = True, preload: bool = True, indicator: type = KronosSignal, **params: Any
+    frame: pd.DataFrame,
+    *,
+    runonce: bool = True,
+    preload: bool = True,
+    indicator: type = KronosSignal,
+    **params: Any,
 ) -> tuple[dict[str, np.ndarray], KronosSignal]:
     """Run ``indicator`` on ``frame`` in backtrader and return every line as an array over all bars."""
     cerebro = bt.Cerebro(stdstats=False, runonce=runonce, preload=preload)

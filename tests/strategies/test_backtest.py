@@ -61,7 +61,9 @@ def test_trades_happen_and_metrics_match_the_equity(tiny_run, sp500_bars):
     r = result.returns
     assert m["sharpe"] == pytest.approx(r.mean() / r.std(ddof=1) * np.sqrt(252), rel=1e-6)
     closes = sp500_bars["close"].loc["2015-01-02":"2015-05-29"]
-    assert result.benchmark_metrics["total_return"] == pytest.approx(closes.iloc[-1] / closes.iloc[0] - 1, rel=1e-9)
+    assert result.benchmark_metrics["total_return"] == pytest.approx(
+        closes.iloc[-1] / closes.iloc[0] - 1, rel=1e-9
+    )
     assert 0 < m["exposure"] <= 1 and m["turnover"] > 0 and 0 <= m["hit_rate"] <= 1
 
 
@@ -115,7 +117,9 @@ def test_vol_target_and_band_indicator(tiny_predictor, tmp_path):
 
 def test_unknown_strategy_param_names_the_closest(tmp_path, tiny_predictor):
     cfg = tiny_config(tmp_path, strategy={"name": "threshold", "params": {"entr": 0.2}})
-    with pytest.raises(ConfigError, match=r"unknown key 'strategy.params.entr'; did you mean 'strategy.params.enter'"):
+    with pytest.raises(
+        ConfigError, match=r"unknown key 'strategy.params.entr'; did you mean 'strategy.params.enter'"
+    ):
         run_backtest(cfg, predictor=tiny_predictor)
     cfg = tiny_config(tmp_path, strategy={"name": "no_such_strategy"})
     with pytest.raises(ConfigError, match="no_such_strategy"):
@@ -144,7 +148,9 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     path = _write_yaml(tmp_path)
     assert main(["run", str(path), "--set", "indicator.lookbak=3"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "unknown key 'indicator.lookbak'; did you mean 'indicator.lookback'" in err
+    assert (
+        err.count("\n") == 0 and "unknown key 'indicator.lookbak'; did you mean 'indicator.lookback'" in err
+    )
     bad = tmp_path / "bad.csv"
     bad.write_text("timestamp,open,high,low,close\n2024-01-02,1,2,0.5,1\n2024-01-01,1,2,0.5,1\n")
     assert main(["run", str(path), "--data", str(bad)]) == 2

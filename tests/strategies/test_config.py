@@ -90,13 +90,20 @@ def test_yaml_dates_become_iso_strings(tmp_path):
 def test_set_overrides_parse_values_and_are_validated():
     cfg = load_config(
         {"data": {"dataset": "sp500"}},
-        ["strategy.params.enter=0.25", "indicator.quantiles=[0.05, 0.95]", "engine.progress=false", "model.name=x/y"],
+        [
+            "strategy.params.enter=0.25",
+            "indicator.quantiles=[0.05, 0.95]",
+            "engine.progress=false",
+            "model.name=x/y",
+        ],
     )
     assert cfg.strategy.params == {"enter": 0.25}
     assert cfg.indicator.quantiles == (0.05, 0.95)
     assert cfg.engine.progress is False
     assert cfg.model.name == "x/y"
-    with pytest.raises(ConfigError, match="unknown key 'indicator.sample_cnt'; did you mean 'indicator.sample_count'"):
+    with pytest.raises(
+        ConfigError, match="unknown key 'indicator.sample_cnt'; did you mean 'indicator.sample_count'"
+    ):
         load_config({"data": {"dataset": "sp500"}}, ["indicator.sample_cnt=4"])
     with pytest.raises(ConfigError, match="expects key=value"):
         apply_overrides({}, ["indicator.lookback"])

@@ -70,7 +70,9 @@ class ShortHorizonSignal(KronosSignal):
 @pytest.mark.parametrize("runonce", [True, False])
 def test_subclassed_signal_hook(tiny_predictor, short_bars, runonce):
     params = {**FAST, "horizon": 1}
-    mine, _ = run_signal(short_bars, predictor=tiny_predictor, indicator=ShortHorizonSignal, runonce=runonce, **params)
+    mine, _ = run_signal(
+        short_bars, predictor=tiny_predictor, indicator=ShortHorizonSignal, runonce=runonce, **params
+    )
     base, _ = run_signal(short_bars, predictor=tiny_predictor, runonce=runonce, **params)
     np.testing.assert_allclose(mine["signal"][31:], 100.0 * base["expected_return"][31:], rtol=1e-6)
     assert np.array_equal(mine["upper"], base["upper"], equal_nan=True)
@@ -124,7 +126,9 @@ def test_cache_reuse_and_invalidation(tmp_path, short_bars):
 
 
 def test_unseeded_runs_are_not_cached(tmp_path, short_bars, tiny_predictor):
-    _, ind = run_signal(short_bars.iloc[:40], predictor=tiny_predictor, **{**FAST, "seed": None, "cache": tmp_path})
+    _, ind = run_signal(
+        short_bars.iloc[:40], predictor=tiny_predictor, **{**FAST, "seed": None, "cache": tmp_path}
+    )
     assert ind.cache is None and not list(tmp_path.iterdir())
 
 
