@@ -351,6 +351,7 @@ def evaluate(
     level: float = 0.8,
     name: str = "series",
     verbose: bool = False,
+    anchor: bool = False,
 ) -> EvaluationResult:
     """Score Kronos (when ``predictor`` is given) and ``baselines`` on rolling origins of ``df``.
 
@@ -388,7 +389,8 @@ def evaluate(
     paths: dict[str, np.ndarray] = {}
     if predictor is not None:
         frames = [feats.iloc[p - lookback : p] for p in positions]
-        sampling = {"T": T, "top_k": top_k, "top_p": top_p, "seed": seed, "batch_size": batch_size}
+        sampling = {"T": T, "top_k": top_k, "top_p": top_p, "seed": seed, "batch_size": batch_size,
+                    "anchor": anchor}
         paths[KRONOS] = _kronos_paths(
             predictor, frames, horizon, sample_count, {**sampling, "verbose": verbose}
         )

@@ -94,7 +94,8 @@ def generate(
     lengths : [B] real history rows per window.
     stamps : [B, L + pred_len, 5] calendar features of history (left-padded alike) then future bars.
 
-    record : optional dict that receives the generated ids ``gen_s1``/``gen_s2`` [N, pred_len].
+    record : optional dict that receives side outputs: the generated ids ``gen_s1``/``gen_s2`` [N, pred_len]
+        and ``history_recon`` [B, d_in], the decoder's reconstruction of each window's last history bar.
 
     Returns
     -------
@@ -155,38 +156,43 @@ def generate(
         s1_buf[:, width + step] = s1[:, 0]
         s2_buf[:, width + step] = s2[:, 0]
 
-    if record is not None:
-        record["gen_s1"], record["gen_s2"] = s1_buf[:, width:].clone(), s2_buf[:, width:].clone()
     final = _Window(row_lengths + pred_len, total, max_context, device)
     if use_cache:
-        decoded = _decode_shared_history(tokenizer, s1_buf, s2_buf, final, width, sample_count)
+        decoded, history_recon = _decode_shared_history(tokenizer, s1_buf, s2_buf, final, width, sample_count)
     else:
         cols = slice(final.start, final.end)
         decoded = tokenizer.decode((s1_buf[:, cols], s2_buf[:, cols]), half=True,
                                    positions=None if final.key_mask is None else final.positions,
                                    key_mask=final.key_mask)
+        history_recon = decoded[::sample_count, -pred_len - 1] if final.width > pred_len else None
+    if record is not None:
+        record["gen_s1"], record["gen_s2"] = s1_buf[:, width:].clone(), s2_buf[:, width:].clone()
+        record["history_recon"] = None if history_recon is None else history_recon.float()
     return decoded[:, -pred_len:].float().reshape(batch, sample_count, pred_len, -1)
 
 
 def _decode_shared_history(tokenizer: KronosTokenizer, s1_buf, s2_buf, final: _Window, width: int,
-                           sample_count: int) -> torch.Tensor:
+                           sample_count: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Decode the final window, running its history part (identical across samples) once per window.
 
     The decoder is causal, so rows of the generated part see the history only through keys and values;
-    those are computed for one copy of each window and shared by its sample paths.
+    those are computed for one copy of each window and shared by its sample paths. Also returns the
+    reconstruction of each window's last history bar [B, d_in] (None when the window holds no history).
     """
     n_hist = width - final.start
     positions = None if final.key_mask is None else final.positions
     if n_hist <= 0:
         cols = slice(final.start, final.end)
         return tokenizer.decode((s1_buf[:, cols], s2_buf[:, cols]), half=True, positions=positions,
-                                key_mask=final.key_mask)
+                                key_mask=final.key_mask), None
     rows = slice(None, None, sample_count)
     hist, gen = slice(final.start, width), slice(width, final.end)
     cache = tokenizer.new_decoder_cache(final.width)
-    tokenizer.decode((s1_buf[rows, hist], s2_buf[rows, hist]), half=True,
-                     positions=final.positions[rows, :n_hist],
-                     key_mask=None if final.key_mask is None else final.key_mask[rows, :n_hist], cache=cache)
+    history = tokenizer.decode((s1_buf[rows, hist], s2_buf[rows, hist]), half=True,
+                               positions=final.positions[rows, :n_hist],
+                               key_mask=None if final.key_mask is None else final.key_mask[rows, :n_hist],
+                               cache=cache)
     cache.repeat_interleave(sample_count)
-    return tokenizer.decode((s1_buf[:, gen], s2_buf[:, gen]), half=True, positions=final.positions[:, n_hist:],
-                            key_mask=final.key_mask, cache=cache)
+    generated = tokenizer.decode((s1_buf[:, gen], s2_buf[:, gen]), half=True,
+                                 positions=final.positions[:, n_hist:], key_mask=final.key_mask, cache=cache)
+    return generated, history[:, -1]

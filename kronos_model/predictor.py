@@ -159,7 +159,8 @@ class KronosPredictor:
         return _Window(x, mean, std, stamps, y_index, float(frame["close"].iloc[-1]), x_stamps[-1])
 
     def _run(self, windows: list[_Window], pred_len: int, sample_count: int, T: float, top_k: int, top_p: float,
-             seed: int | Sequence[int] | None, generator: torch.Generator | None, use_cache: bool) -> np.ndarray:
+             seed: int | Sequence[int] | None, generator: torch.Generator | None, use_cache: bool,
+             anchor: bool = False) -> np.ndarray:
         """Generate for one batch of windows -> decoded normalised paths [B, S, P, 6] (float32 numpy)."""
         width = max(len(w.x) for w in windows)
         x = np.zeros((len(windows), width, len(FEATURE_COLUMNS)), np.float32)
@@ -175,14 +176,19 @@ class KronosPredictor:
                                      generator=torch.Generator().manual_seed(int(s))) for s in seeds]
             uniforms = torch.cat(per_window)
         sampling = SamplingArgs(T=T, top_k=top_k, top_p=top_p, generator=generator, uniforms=uniforms)
+        side: dict = {}
         out = generate(self.tokenizer, self.model, torch.from_numpy(x).to(self.device, self.dtype), lengths,
                        torch.from_numpy(stamps).to(self.device), pred_len, self.max_context, sample_count,
-                       sampling, clip=self.clip, use_cache=use_cache)
-        return out.cpu().numpy()
+                       sampling, clip=self.clip, use_cache=use_cache, record=side).cpu().numpy()
+        if anchor and side["history_recon"] is not None:
+            # shift every path by the decoder's error on the last known bar (uses bars <= t only)
+            error = x[:, -1] - side["history_recon"].cpu().numpy()
+            out = out + error[:, None, None, :]
+        return out
 
     def _generate_all(self, windows: list[_Window], pred_len: int, sample_count: int, T: float, top_k: int | None,
                       top_p: float | None, seed: int | Sequence[int] | None, generator, use_cache: bool, batch_size: int | None,
-                      verbose: bool) -> list[np.ndarray]:
+                      verbose: bool, anchor: bool = False) -> list[np.ndarray]:
         top_k, top_p = check_sampling_args(T, top_k, top_p, sample_count)
         if not isinstance(pred_len, int | np.integer) or pred_len < 1:
             raise DataError(f"pred_len must be a positive integer, got {pred_len!r}")
@@ -201,7 +207,7 @@ class KronosPredictor:
             batch = windows[start:start + step]
             batch_seed = seed[start:start + step] if isinstance(seed, list) else seed
             paths.extend(self._run(batch, int(pred_len), sample_count, T, top_k, top_p, batch_seed, generator,
-                                   use_cache))
+                                   use_cache, anchor))
         return paths
 
     def _windows_per_chunk(self, windows: list[_Window], pred_len: int, sample_count: int) -> int:
@@ -253,22 +259,27 @@ class KronosPredictor:
     # -- probabilistic API ----------------------------------------------------------------------
     def forecast(self, df: pd.DataFrame, pred_len: int, *, x_timestamp=None, y_timestamp=None, sample_count: int = 20,
                  T: float = 1.0, top_k: int = 0, top_p: float = 0.9, seed: int | None = None,
-                 generator: torch.Generator | None = None, use_cache: bool = True) -> Forecast:
+                 generator: torch.Generator | None = None, use_cache: bool = True, anchor: bool = False) -> Forecast:
         """Sample paths of one window as a :class:`Forecast` (y_timestamp inferred when not given)."""
         return self.forecast_batch([df], pred_len, x_timestamp_list=None if x_timestamp is None else [x_timestamp],
                                    y_timestamp_list=None if y_timestamp is None else [y_timestamp],
                                    sample_count=sample_count, T=T, top_k=top_k, top_p=top_p, seed=seed,
-                                   generator=generator, use_cache=use_cache)[0]
+                                   generator=generator, use_cache=use_cache, anchor=anchor)[0]
 
     def forecast_batch(self, df_list: Sequence[pd.DataFrame], pred_len: int, *, x_timestamp_list=None,
                        y_timestamp_list=None, sample_count: int = 20, T: float = 1.0, top_k: int = 0,
                        top_p: float = 0.9, seed: int | Sequence[int] | None = None, generator: torch.Generator | None = None,
-                       batch_size: int | None = 64, verbose: bool = False, use_cache: bool = True) -> list[Forecast]:
+                       batch_size: int | None = 64, verbose: bool = False, use_cache: bool = True,
+                       anchor: bool = False) -> list[Forecast]:
         """Forecasts for many windows (any lengths) in batches of ``batch_size`` windows.
 
         With ``seed`` (one int for all windows, or one int per window) every window samples from its own
         stream, so its result depends only on its own data, arguments and seed, never on the batch it ran in.
         One shared int gives every window the same random numbers (common random numbers).
+
+        ``anchor=True`` (a kronos-bt addition, off by default) shifts each window's paths, in normalised
+        space, by the tokenizer's reconstruction error on the last history bar, so step 1 starts from the
+        real last bar rather than from its reconstruction. It uses only bars up to the last history bar.
         """
         n = len(df_list)
         xs = x_timestamp_list if x_timestamp_list is not None else [None] * n
@@ -277,7 +288,7 @@ class KronosPredictor:
             raise DataError(f"got {n} frames, {len(xs)} x_timestamp entries and {len(ys)} y_timestamp entries")
         windows = [self._window(df, x, y, pred_len, f"df_list[{i}]") for i, (df, x, y) in enumerate(zip(df_list, xs, ys))]
         paths = self._generate_all(windows, pred_len, sample_count, T, top_k, top_p, seed, generator, use_cache,
-                                   batch_size, verbose)
+                                   batch_size, verbose, anchor)
         return [
             Forecast(samples=(p * (w.std + 1e-5) + w.mean).astype(np.float32), timestamps=pd.DatetimeIndex(w.y_index),
                      last_close=w.last_close, history_end=w.history_end)

@@ -147,3 +147,13 @@ def test_per_window_seeds(tiny_predictor, sp500):
     np.testing.assert_array_equal(both[1].samples, one.samples)
     with pytest.raises(Exception, match="got 1 seeds for 2 windows"):
         tiny_predictor.forecast_batch(frames, 4, sample_count=2, seed=[1])
+
+
+def test_anchor_shifts_every_path_by_one_constant(tiny_predictor, sp500):
+    """anchor=True moves all paths of a window by the same per-column offset (the last-bar reconstruction error)."""
+    frame = sp500.iloc[:100]
+    raw = tiny_predictor.forecast(frame, 5, sample_count=4, seed=2)
+    anchored = tiny_predictor.forecast(frame, 5, sample_count=4, seed=2, anchor=True)
+    shift = anchored.samples - raw.samples
+    np.testing.assert_allclose(shift, np.broadcast_to(shift[:1, :1], shift.shape), rtol=1e-3, atol=1e-3)
+    assert np.abs(shift[0, 0, :4]).max() > 0
