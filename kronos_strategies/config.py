@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import difflib
+import importlib
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -400,6 +401,20 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return raw
 
 
+# Modules that register the optional sections; imported on first use so every entry point knows them.
+SECTION_MODULES: dict[str, str] = {
+    "finetune": "kronos_strategies.walkforward",
+    "paper": "kronos_strategies.paper.config",
+    "sweep": "kronos_strategies.sweep_plan",
+}
+
+
+def _register_optional_sections(names: Iterable[str]) -> None:
+    for name in names:
+        if name in SECTION_MODULES and name not in _SECTIONS:
+            importlib.import_module(SECTION_MODULES[name])
+
+
 def load_config(source: str | Path | Mapping[str, Any], overrides: Sequence[str] = ()) -> BacktestConfig:
     """Read a YAML file (or a mapping), apply ``--set`` overrides and validate in two steps."""
     path = None if isinstance(source, Mapping) else Path(source)
@@ -407,6 +422,7 @@ def load_config(source: str | Path | Mapping[str, Any], overrides: Sequence[str]
     raw = apply_overrides(raw, overrides)
     if path is not None:
         raw.setdefault("name", path.stem)
+    _register_optional_sections(raw)
     check_names(raw, _RESERVED | set(_SECTIONS), "")
     sections = {
         name: build_dataclass(_SECTIONS[name][0], raw.pop(name), name)

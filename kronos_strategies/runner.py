@@ -106,7 +106,8 @@ def load_bars(cfg: BacktestConfig) -> pd.DataFrame:
     return read_ohlcv(path, timestamp_column=data.timestamp_column, tz=data.tz, name=data.name or path.name)
 
 
-def _classes(cfg: BacktestConfig) -> tuple[type[KronosSignal], type[KronosStrategy]]:
+def strategy_classes(cfg: BacktestConfig) -> tuple[type[KronosSignal], type[KronosStrategy]]:
+    """The indicator and strategy classes a config names (checked to be KronosSignal / KronosStrategy)."""
     indicator = load_object(cfg.indicator.type, kind="indicator")
     if not (isinstance(indicator, type) and issubclass(indicator, KronosSignal)):
         raise ConfigError(f"indicator.type {cfg.indicator.type!r} is not a KronosSignal subclass")
@@ -118,7 +119,8 @@ def _classes(cfg: BacktestConfig) -> tuple[type[KronosSignal], type[KronosStrate
     return indicator, strategy
 
 
-def _indicator_params(cfg: BacktestConfig, predictor: Any) -> dict[str, Any]:
+def indicator_params(cfg: BacktestConfig, predictor: Any) -> dict[str, Any]:
+    """KronosSignal params from a config's ``indicator:`` section and a loaded predictor."""
     ind = cfg.indicator
     return {
         "predictor": predictor,
@@ -156,7 +158,7 @@ def run_backtest(
     """
     started = time.perf_counter()
     cfg = config if isinstance(config, BacktestConfig) else load_config(config, overrides)
-    indicator_cls, strategy_cls = _classes(cfg)
+    indicator_cls, strategy_cls = strategy_classes(cfg)
     frame = load_bars(cfg) if bars is None else read_ohlcv(bars, name=cfg.data.name or "bars")
     lookback = cfg.indicator.lookback
     history = frame  # all bars: walk-forward folds train on bars before dates.start too
@@ -196,7 +198,7 @@ def run_backtest(
     cerebro.addstrategy(
         strategy_cls,
         indicator=indicator_cls,
-        indicator_params=_indicator_params(cfg, predictor),
+        indicator_params=indicator_params(cfg, predictor),
         trade_start=start.tz_localize(None).to_pydatetime() if start.tzinfo else start.to_pydatetime(),
         **strategy_params,
     )

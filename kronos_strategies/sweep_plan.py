@@ -23,7 +23,7 @@ import pandas as pd
 from .config import BacktestConfig, DataConfig, build_dataclass, load_config, register_section
 from .errors import ConfigError
 from .feeds import DATASETS, data_fingerprint, slice_with_warmup
-from .runner import _classes, load_bars
+from .runner import load_bars, strategy_classes
 
 __all__ = ["OBJECTIVES", "RunSpec", "Shard", "SweepConfig", "SweepPlan", "param_sets", "plan_sweep"]
 
@@ -117,7 +117,7 @@ def _check_key(base: Mapping[str, Any], key: str, value: Any) -> None:
             f"(e.g. strategy.params.enter or indicator.lookback)"
         )
     try:
-        _classes(load_config(_set_dotted(base, key, value)))
+        strategy_classes(load_config(_set_dotted(base, key, value)))
     except ConfigError as exc:
         raise ConfigError(f"bad sweep key '{key}' (value {value!r}): {exc}") from None
 
@@ -310,7 +310,7 @@ def plan_sweep(
                 raw = _set_dotted(raw, key, value)
             try:
                 run_cfg = load_config(raw)
-                _classes(run_cfg)
+                strategy_classes(run_cfg)
             except ConfigError as exc:
                 raise ConfigError(f"sweep run {label} {params}: {exc}") from None
             if run_cfg.indicator.seed is None:

@@ -20,7 +20,7 @@ from kronos_model.errors import KronosError
 
 from .config import ModelConfig
 from .feeds import make_feed
-from .runner import _classes, _indicator_params, load_model, run_backtest
+from .runner import indicator_params, load_model, run_backtest, strategy_classes
 from .sweep_plan import RunSpec, Shard
 
 __all__ = ["ModelPlugin", "backtest_run", "model_loads", "precompute_shard", "report_run", "worker_predictor"]
@@ -76,10 +76,10 @@ def precompute_shard(shard: Shard, bars: pd.DataFrame) -> dict[str, Any]:
     """Forecast every window of one shard into the cache; counts of windows computed and reused."""
     cfg = shard.config
     try:
-        indicator, _ = _classes(cfg)
+        indicator, _ = strategy_classes(cfg)
         cerebro = bt.Cerebro(stdstats=False, runonce=True, preload=True)
         cerebro.adddata(make_feed(bars.loc[shard.first : shard.last], name=shard.asset))
-        params = _indicator_params(cfg, worker_predictor(cfg.model)) | {"progress": False}
+        params = indicator_params(cfg, worker_predictor(cfg.model)) | {"progress": False}
         cerebro.addstrategy(_ForecastOnly, indicator=indicator, indicator_params=params)
         stats = cerebro.run()[0].kronos.stats
     except KronosError as exc:  # the runs of this group will report it

@@ -16,7 +16,7 @@ def _strategy(cfg: Any, timeframe_ms: int) -> tuple[type, dict[str, Any]]:
     import backtrader as bt
 
     from kronos_strategies.config import check_names
-    from kronos_strategies.runner import _indicator_params, load_model
+    from kronos_strategies.runner import indicator_params, load_model
     from kronos_strategies.strategy import KronosStrategy, load_object
 
     strategy = load_object(cfg.strategy.name, kind="strategy")
@@ -27,7 +27,7 @@ def _strategy(cfg: Any, timeframe_ms: int) -> tuple[type, dict[str, Any]]:
     if issubclass(strategy, KronosStrategy):
         indicator = load_object(cfg.indicator.type, kind="indicator")
         check_names(cfg.indicator.params, indicator.params._getkeys(), "indicator.params")
-        ind_params = _indicator_params(cfg, load_model(cfg.model)) | {"progress": False}
+        ind_params = indicator_params(cfg, load_model(cfg.model)) | {"progress": False}
         params |= {"indicator": indicator, "indicator_params": ind_params}
         if "periods_per_year" in strategy.params._getkeys():
             params.setdefault("periods_per_year", 365.25 * 86_400_000 / timeframe_ms)
