@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CONSTRAINTS := constraints-cpu.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-all lint quality style bench demo train-default clean
+.PHONY: install test test-all lint quality style bench bench-all demo train-default clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,15 @@ style: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Speed is measured here, never asserted in tests. `bench` is the quick set; `bench-all` adds the long runs.
 bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_inference.py --quick
+	$(BIN)/python benchmarks/bench_backtest.py
+
+bench-all: bench
 	$(BIN)/python benchmarks/bench_inference.py
+	$(BIN)/python benchmarks/bench_walkforward.py
+	$(BIN)/python benchmarks/bench_sweep.py
 
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/kronos-bt run backtests/sp500_threshold.yaml
