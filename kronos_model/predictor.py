@@ -81,7 +81,7 @@ class KronosPredictor:
 
     def __init__(self, model: Kronos, tokenizer: KronosTokenizer, device: str | None = None, max_context: int = 512,
                  clip: float = 5, *, dtype: torch.dtype | str | None = None, num_threads: int | None = None,
-                 max_batch_bytes: int = 2 * 1024**3):
+                 max_batch_bytes: int = 4 * 1024**3):
         if model.s1_bits != tokenizer.s1_bits or model.s2_bits != tokenizer.s2_bits:
             raise DataError(
                 f"model and tokenizer do not pair: model s1/s2 bits {model.s1_bits}/{model.s2_bits}, "
