@@ -141,9 +141,7 @@ def frame_timestamps(df: pd.DataFrame, x_timestamp: object | None = None) -> pd.
             return to_timestamps(df[col], name=f"df[{col!r}]")
     if isinstance(df.index, pd.DatetimeIndex):
         return pd.DatetimeIndex(df.index)
-    raise TimestampError(
-        "no timestamps: pass x_timestamp, give df a DatetimeIndex, or a 'timestamp' column"
-    )
+    raise TimestampError("no timestamps: pass x_timestamp, give df a DatetimeIndex, or a 'timestamp' column")
 
 
 def window_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -389,8 +389,14 @@ def evaluate(
     paths: dict[str, np.ndarray] = {}
     if predictor is not None:
         frames = [feats.iloc[p - lookback : p] for p in positions]
-        sampling = {"T": T, "top_k": top_k, "top_p": top_p, "seed": seed, "batch_size": batch_size,
-                    "anchor": anchor}
+        sampling = {
+            "T": T,
+            "top_k": top_k,
+            "top_p": top_p,
+            "seed": seed,
+            "batch_size": batch_size,
+            "anchor": anchor,
+        }
         paths[KRONOS] = _kronos_paths(
             predictor, frames, horizon, sample_count, {**sampling, "verbose": verbose}
         )

@@ -57,8 +57,15 @@ class _Window:
         self.sliding = bool((lengths > max_context).any())
 
 
-def _sample_step(model: Kronos, context_last: torch.Tensor, key_mask, dep_cache, sampling: SamplingArgs, step: int,
-                 full_context: torch.Tensor | None = None):
+def _sample_step(
+    model: Kronos,
+    context_last: torch.Tensor,
+    key_mask,
+    dep_cache,
+    sampling: SamplingArgs,
+    step: int,
+    full_context: torch.Tensor | None = None,
+):
     """s1 from the last context row, then s2 conditioned on it; returns ids [N, 1] each."""
     s1 = sampling.draw(model.head(context_last[:, -1]), step, 0)
     sibling = model.embedding.emb_s1(s1)
@@ -113,7 +120,9 @@ def generate(
         s1_hist, s2_hist = tokenizer.encode(x, half=True, positions=hist.positions, key_mask=hist.key_mask)
     else:  # the reference tokenises every sample's copy of the history
         x_rep = x.repeat_interleave(sample_count, 0)
-        s1_hist, s2_hist = tokenizer.encode(x_rep, half=True, positions=hist.positions, key_mask=hist.key_mask)
+        s1_hist, s2_hist = tokenizer.encode(
+            x_rep, half=True, positions=hist.positions, key_mask=hist.key_mask
+        )
         s1_hist, s2_hist = s1_hist[::sample_count], s2_hist[::sample_count]
 
     total = width + pred_len
@@ -133,8 +142,9 @@ def generate(
             # one new token per row, at the next position of its window
             new = slice(win.end - 1, win.end)
             key_mask = None if win.key_mask is None else win.key_mask
-            context = model.backbone(s1_buf[:, new], s2_buf[:, new], stamp_buf[:, new],
-                                     win.positions[:, -1:], key_mask, cache)
+            context = model.backbone(
+                s1_buf[:, new], s2_buf[:, new], stamp_buf[:, new], win.positions[:, -1:], key_mask, cache
+            )
             cache.dep.append(*model.dep_layer.cross_attn.project_kv(context))
             s1, s2 = _sample_step(model, context, key_mask, cache.dep, sampling, step)
         elif use_cache and not win.sliding:
@@ -142,16 +152,22 @@ def generate(
             rows = slice(None, None, sample_count)
             cache = model.new_cache(win.width + pred_len)
             km = None if win.key_mask is None else win.key_mask[rows]
-            context = model.backbone(s1_buf[rows, cols], s2_buf[rows, cols], stamp_buf[rows, cols],
-                                     win.positions[rows], km, cache)
+            context = model.backbone(
+                s1_buf[rows, cols], s2_buf[rows, cols], stamp_buf[rows, cols], win.positions[rows], km, cache
+            )
             cache.dep.append(*model.dep_layer.cross_attn.project_kv(context))
             cache.repeat_interleave(sample_count)
             context_last = context[:, -1:].repeat_interleave(sample_count, 0)
             s1, s2 = _sample_step(model, context_last, win.key_mask, cache.dep, sampling, step)
         else:
             cache = None
-            context = model.backbone(s1_buf[:, cols], s2_buf[:, cols], stamp_buf[:, cols],
-                                     None if win.key_mask is None else win.positions, win.key_mask)
+            context = model.backbone(
+                s1_buf[:, cols],
+                s2_buf[:, cols],
+                stamp_buf[:, cols],
+                None if win.key_mask is None else win.positions,
+                win.key_mask,
+            )
             s1, s2 = _sample_step(model, context, win.key_mask, None, sampling, step, full_context=context)
         s1_buf[:, width + step] = s1[:, 0]
         s2_buf[:, width + step] = s2[:, 0]
@@ -161,9 +177,12 @@ def generate(
         decoded, history_recon = _decode_shared_history(tokenizer, s1_buf, s2_buf, final, width, sample_count)
     else:
         cols = slice(final.start, final.end)
-        decoded = tokenizer.decode((s1_buf[:, cols], s2_buf[:, cols]), half=True,
-                                   positions=None if final.key_mask is None else final.positions,
-                                   key_mask=final.key_mask)
+        decoded = tokenizer.decode(
+            (s1_buf[:, cols], s2_buf[:, cols]),
+            half=True,
+            positions=None if final.key_mask is None else final.positions,
+            key_mask=final.key_mask,
+        )
         history_recon = decoded[::sample_count, -pred_len - 1] if final.width > pred_len else None
     if record is not None:
         record["gen_s1"], record["gen_s2"] = s1_buf[:, width:].clone(), s2_buf[:, width:].clone()
@@ -171,8 +190,9 @@ def generate(
     return decoded[:, -pred_len:].float().reshape(batch, sample_count, pred_len, -1)
 
 
-def _decode_shared_history(tokenizer: KronosTokenizer, s1_buf, s2_buf, final: _Window, width: int,
-                           sample_count: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _decode_shared_history(
+    tokenizer: KronosTokenizer, s1_buf, s2_buf, final: _Window, width: int, sample_count: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Decode the final window, running its history part (identical across samples) once per window.
 
     The decoder is causal, so rows of the generated part see the history only through keys and values;
@@ -183,16 +203,25 @@ def _decode_shared_history(tokenizer: KronosTokenizer, s1_buf, s2_buf, final: _W
     positions = None if final.key_mask is None else final.positions
     if n_hist <= 0:
         cols = slice(final.start, final.end)
-        return tokenizer.decode((s1_buf[:, cols], s2_buf[:, cols]), half=True, positions=positions,
-                                key_mask=final.key_mask), None
+        return tokenizer.decode(
+            (s1_buf[:, cols], s2_buf[:, cols]), half=True, positions=positions, key_mask=final.key_mask
+        ), None
     rows = slice(None, None, sample_count)
     hist, gen = slice(final.start, width), slice(width, final.end)
     cache = tokenizer.new_decoder_cache(final.width)
-    history = tokenizer.decode((s1_buf[rows, hist], s2_buf[rows, hist]), half=True,
-                               positions=final.positions[rows, :n_hist],
-                               key_mask=None if final.key_mask is None else final.key_mask[rows, :n_hist],
-                               cache=cache)
+    history = tokenizer.decode(
+        (s1_buf[rows, hist], s2_buf[rows, hist]),
+        half=True,
+        positions=final.positions[rows, :n_hist],
+        key_mask=None if final.key_mask is None else final.key_mask[rows, :n_hist],
+        cache=cache,
+    )
     cache.repeat_interleave(sample_count)
-    generated = tokenizer.decode((s1_buf[:, gen], s2_buf[:, gen]), half=True,
-                                 positions=final.positions[:, n_hist:], key_mask=final.key_mask, cache=cache)
+    generated = tokenizer.decode(
+        (s1_buf[:, gen], s2_buf[:, gen]),
+        half=True,
+        positions=final.positions[:, n_hist:],
+        key_mask=final.key_mask,
+        cache=cache,
+    )
     return generated, history[:, -1]

@@ -45,7 +45,9 @@ def resolve_model_dir(
     if path.is_dir():
         return path
     if path.exists() or str(name_or_path).startswith((".", "/", "~")) or str(name_or_path).count("/") != 1:
-        raise CheckpointError(f"{name_or_path}: not a checkpoint directory and not a hub repo id 'owner/name'")
+        raise CheckpointError(
+            f"{name_or_path}: not a checkpoint directory and not a hub repo id 'owner/name'"
+        )
     return _download(str(name_or_path), revision, cache_dir, local_files_only, token, force_download)
 
 
@@ -55,13 +57,22 @@ def _download(repo_id, revision, cache_dir, local_files_only, token, force_downl
 
     try:
         files = [
-            hf_hub_download(repo_id, name, revision=revision, cache_dir=cache_dir, token=token,
-                            local_files_only=local_files_only, force_download=force_download)
+            hf_hub_download(
+                repo_id,
+                name,
+                revision=revision,
+                cache_dir=cache_dir,
+                token=token,
+                local_files_only=local_files_only,
+                force_download=force_download,
+            )
             for name in (CONFIG_NAME, WEIGHTS_NAME)
         ]
     except (LocalEntryNotFoundError, OfflineModeIsEnabled, OSError, HfHubHTTPError) as exc:
         if isinstance(exc, HfHubHTTPError) and getattr(exc.response, "status_code", None) in (401, 404):
-            raise CheckpointError(f"{repo_id} (revision {revision or 'main'}) was not found on the hub: {exc}") from exc
+            raise CheckpointError(
+                f"{repo_id} (revision {revision or 'main'}) was not found on the hub: {exc}"
+            ) from exc
         raise HubUnavailableError(
             f"cannot fetch {repo_id} (revision {revision or 'main'}) from the Hugging Face hub and it is not in the "
             f"local cache ({type(exc).__name__}). Offline? Download it elsewhere with `hf download {repo_id}` and "
@@ -83,8 +94,14 @@ def read_config(model_dir: Path) -> dict[str, Any]:
 def read_weights(model_dir: Path) -> dict[str, torch.Tensor]:
     path = model_dir / WEIGHTS_NAME
     if not path.is_file():
-        others = sorted(p.name for p in model_dir.glob("*.bin")) + sorted(p.name for p in model_dir.glob("*.pt"))
-        hint = f" (found {others}: pickled weights are never loaded; convert them to safetensors)" if others else ""
+        others = sorted(p.name for p in model_dir.glob("*.bin")) + sorted(
+            p.name for p in model_dir.glob("*.pt")
+        )
+        hint = (
+            f" (found {others}: pickled weights are never loaded; convert them to safetensors)"
+            if others
+            else ""
+        )
         raise CheckpointError(f"{model_dir}: no {WEIGHTS_NAME}{hint}")
     try:
         return load_file(str(path))
@@ -108,7 +125,9 @@ def check_state_dict(module: torch.nn.Module, weights: dict[str, torch.Tensor], 
                 f"shape mismatch for {key}: checkpoint {tuple(tensor.shape)} vs model {tuple(expected[key].shape)}"
             )
     if problems:
-        raise CheckpointError(f"{source} does not match {type(module).__name__}'s config: " + "; ".join(problems))
+        raise CheckpointError(
+            f"{source} does not match {type(module).__name__}'s config: " + "; ".join(problems)
+        )
 
 
 class HubMixin:
@@ -120,7 +139,9 @@ class HubMixin:
         """Write ``config.json`` (sorted keys) and ``model.safetensors`` into ``save_directory``."""
         out = Path(save_directory)
         out.mkdir(parents=True, exist_ok=True)
-        (out / CONFIG_NAME).write_text(json.dumps(config_to_dict(self.config), indent=2, sort_keys=True) + "\n")
+        (out / CONFIG_NAME).write_text(
+            json.dumps(config_to_dict(self.config), indent=2, sort_keys=True) + "\n"
+        )
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         save_file(state, str(out / WEIGHTS_NAME), metadata={"format": "pt"})
         return out
@@ -139,8 +160,14 @@ class HubMixin:
         **config_overrides: Any,
     ):
         """Load a local directory, a bundled name or a hub repo id (pin ``revision``); returns the module in eval mode."""
-        model_dir = resolve_model_dir(pretrained_model_name_or_path, revision=revision, cache_dir=cache_dir,
-                                      local_files_only=local_files_only, token=token, force_download=force_download)
+        model_dir = resolve_model_dir(
+            pretrained_model_name_or_path,
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            token=token,
+            force_download=force_download,
+        )
         raw = {**read_config(model_dir), **config_overrides}
         config = config_from_dict(cls.config_class, raw, source=str(model_dir))
         module = cls(**config_to_dict(config))

@@ -79,9 +79,18 @@ class KronosPredictor:
     max_batch_bytes : batched calls are split so that one chunk's KV cache stays under this many bytes.
     """
 
-    def __init__(self, model: Kronos, tokenizer: KronosTokenizer, device: str | None = None, max_context: int = 512,
-                 clip: float = 5, *, dtype: torch.dtype | str | None = None, num_threads: int | None = None,
-                 max_batch_bytes: int = 4 * 1024**3):
+    def __init__(
+        self,
+        model: Kronos,
+        tokenizer: KronosTokenizer,
+        device: str | None = None,
+        max_context: int = 512,
+        clip: float = 5,
+        *,
+        dtype: torch.dtype | str | None = None,
+        num_threads: int | None = None,
+        max_batch_bytes: int = 4 * 1024**3,
+    ):
         if model.s1_bits != tokenizer.s1_bits or model.s2_bits != tokenizer.s2_bits:
             raise DataError(
                 f"model and tokenizer do not pair: model s1/s2 bits {model.s1_bits}/{model.s2_bits}, "
@@ -103,23 +112,36 @@ class KronosPredictor:
         self.time_cols = ["minute", "hour", "weekday", "day", "month"]
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, *, revision: str | None = None,
-                        tokenizer_revision: str | None = None, device: str | None = "cpu",
-                        max_context: int | None = None, clip: float = 5, **kwargs: Any) -> KronosPredictor:
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike | None = None,
+        *,
+        revision: str | None = None,
+        tokenizer_revision: str | None = None,
+        device: str | None = "cpu",
+        max_context: int | None = None,
+        clip: float = 5,
+        **kwargs: Any,
+    ) -> KronosPredictor:
         """Load a matching tokenizer + predictor pair.
 
         ``None`` gives the bundled offline model ``kronos-bt/nano``; ``"NeoQuasar/Kronos-small"`` (or -mini,
         -base) pulls the right tokenizer and context length; a local directory with ``tokenizer/`` and
         ``predictor/`` sub-directories also works. ``revision``/``tokenizer_revision`` pin hub commits.
         """
-        hub_kwargs = {k: kwargs.pop(k) for k in ("cache_dir", "local_files_only", "token", "force_download")
-                      if k in kwargs}
+        hub_kwargs = {
+            k: kwargs.pop(k)
+            for k in ("cache_dir", "local_files_only", "token", "force_download")
+            if k in kwargs
+        }
         pair = resolve_pair(name_or_path or DEFAULT_MODEL)
-        tokenizer = KronosTokenizer.from_pretrained(pair.tokenizer, revision=tokenizer_revision or pair.tokenizer_revision,
-                                                    **hub_kwargs)
+        tokenizer = KronosTokenizer.from_pretrained(
+            pair.tokenizer, revision=tokenizer_revision or pair.tokenizer_revision, **hub_kwargs
+        )
         model = Kronos.from_pretrained(pair.model, revision=revision or pair.model_revision, **hub_kwargs)
-        predictor = cls(model, tokenizer, device=device, max_context=max_context or pair.max_context, clip=clip,
-                        **kwargs)
+        predictor = cls(
+            model, tokenizer, device=device, max_context=max_context or pair.max_context, clip=clip, **kwargs
+        )
         predictor.name = pair.name
         return predictor
 
@@ -131,13 +153,19 @@ class KronosPredictor:
         return module_fingerprint(self.tokenizer, self.model) + f"-c{self.max_context}-k{self.clip:g}"
 
     # -- input preparation ----------------------------------------------------------------------
-    def _window(self, df: pd.DataFrame, x_timestamp: Any, y_timestamp: Any, pred_len: int, name: str) -> _Window:
+    def _window(
+        self, df: pd.DataFrame, x_timestamp: Any, y_timestamp: Any, pred_len: int, name: str
+    ) -> _Window:
         frame = prepare_ohlcv(df, name=name)
         if len(frame) < MIN_HISTORY:
-            raise InsufficientHistoryError(f"{name} has {len(frame)} bar(s); at least {MIN_HISTORY} are needed")
+            raise InsufficientHistoryError(
+                f"{name} has {len(frame)} bar(s); at least {MIN_HISTORY} are needed"
+            )
         x_stamps = frame_timestamps(df, x_timestamp)
         if len(x_stamps) != len(frame):
-            raise TimestampError(f"{name}: x_timestamp has {len(x_stamps)} entries but the data has {len(frame)} rows")
+            raise TimestampError(
+                f"{name}: x_timestamp has {len(x_stamps)} entries but the data has {len(frame)} rows"
+            )
         check_time_order(x_stamps, name=f"{name} timestamps")
         if y_timestamp is None:
             y_index: pd.Index = infer_future_timestamps(x_stamps, pred_len)
@@ -146,7 +174,9 @@ class KronosPredictor:
             y_stamps = to_timestamps(y_timestamp, name="y_timestamp")
             y_index = _output_index(y_timestamp, y_stamps)
         if len(y_stamps) != pred_len:
-            raise TimestampError(f"{name}: y_timestamp has {len(y_stamps)} entries but pred_len is {pred_len}")
+            raise TimestampError(
+                f"{name}: y_timestamp has {len(y_stamps)} entries but pred_len is {pred_len}"
+            )
         check_time_order(y_stamps, name="y_timestamp")
         if y_stamps[0] <= x_stamps[-1]:
             raise TimestampError(
@@ -158,37 +188,82 @@ class KronosPredictor:
         stamps = np.concatenate([calendar_features(x_stamps), calendar_features(y_stamps)])
         return _Window(x, mean, std, stamps, y_index, float(frame["close"].iloc[-1]), x_stamps[-1])
 
-    def _run(self, windows: list[_Window], pred_len: int, sample_count: int, T: float, top_k: int, top_p: float,
-             seed: int | Sequence[int] | None, generator: torch.Generator | None, use_cache: bool,
-             anchor: bool = False) -> np.ndarray:
+    def _run(
+        self,
+        windows: list[_Window],
+        pred_len: int,
+        sample_count: int,
+        T: float,
+        top_k: int,
+        top_p: float,
+        seed: int | Sequence[int] | None,
+        generator: torch.Generator | None,
+        use_cache: bool,
+        anchor: bool = False,
+    ) -> np.ndarray:
         """Generate for one batch of windows -> decoded normalised paths [B, S, P, 6] (float32 numpy)."""
         width = max(len(w.x) for w in windows)
         x = np.zeros((len(windows), width, len(FEATURE_COLUMNS)), np.float32)
         stamps = np.zeros((len(windows), width + pred_len, 5), np.float32)
         for i, w in enumerate(windows):
-            x[i, width - len(w.x):] = w.x
-            stamps[i, width - len(w.x):] = w.stamps
+            x[i, width - len(w.x) :] = w.x
+            stamps[i, width - len(w.x) :] = w.stamps
         lengths = torch.tensor([len(w.x) for w in windows])
         uniforms = None
         if seed is not None:  # each window draws from its own stream: results never depend on the batch
             seeds = [seed] * len(windows) if isinstance(seed, int | np.integer) else list(seed)
-            per_window = [torch.rand(sample_count, pred_len, 2, dtype=torch.float64,
-                                     generator=torch.Generator().manual_seed(int(s))) for s in seeds]
+            per_window = [
+                torch.rand(
+                    sample_count,
+                    pred_len,
+                    2,
+                    dtype=torch.float64,
+                    generator=torch.Generator().manual_seed(int(s)),
+                )
+                for s in seeds
+            ]
             uniforms = torch.cat(per_window)
         sampling = SamplingArgs(T=T, top_k=top_k, top_p=top_p, generator=generator, uniforms=uniforms)
         side: dict = {}
-        out = generate(self.tokenizer, self.model, torch.from_numpy(x).to(self.device, self.dtype), lengths,
-                       torch.from_numpy(stamps).to(self.device), pred_len, self.max_context, sample_count,
-                       sampling, clip=self.clip, use_cache=use_cache, record=side).cpu().numpy()
+        out = (
+            generate(
+                self.tokenizer,
+                self.model,
+                torch.from_numpy(x).to(self.device, self.dtype),
+                lengths,
+                torch.from_numpy(stamps).to(self.device),
+                pred_len,
+                self.max_context,
+                sample_count,
+                sampling,
+                clip=self.clip,
+                use_cache=use_cache,
+                record=side,
+            )
+            .cpu()
+            .numpy()
+        )
         if anchor and side["history_recon"] is not None:
             # shift every path by the decoder's error on the last known bar (uses bars <= t only)
             error = x[:, -1] - side["history_recon"].cpu().numpy()
             out = out + error[:, None, None, :]
         return out
 
-    def _generate_all(self, windows: list[_Window], pred_len: int, sample_count: int, T: float, top_k: int | None,
-                      top_p: float | None, seed: int | Sequence[int] | None, generator, use_cache: bool, batch_size: int | None,
-                      verbose: bool, anchor: bool = False) -> list[np.ndarray]:
+    def _generate_all(
+        self,
+        windows: list[_Window],
+        pred_len: int,
+        sample_count: int,
+        T: float,
+        top_k: int | None,
+        top_p: float | None,
+        seed: int | Sequence[int] | None,
+        generator,
+        use_cache: bool,
+        batch_size: int | None,
+        verbose: bool,
+        anchor: bool = False,
+    ) -> list[np.ndarray]:
         top_k, top_p = check_sampling_args(T, top_k, top_p, sample_count)
         if not isinstance(pred_len, int | np.integer) or pred_len < 1:
             raise DataError(f"pred_len must be a positive integer, got {pred_len!r}")
@@ -197,17 +272,31 @@ class KronosPredictor:
         if seed is not None and not isinstance(seed, int | np.integer):
             seed = list(seed)
             if len(seed) != len(windows):
-                raise SamplingError(f"got {len(seed)} seeds for {len(windows)} windows; pass one int or one per window")
+                raise SamplingError(
+                    f"got {len(seed)} seeds for {len(windows)} windows; pass one int or one per window"
+                )
         if verbose:
             from tqdm.auto import tqdm
 
             chunks = tqdm(chunks, desc="Kronos forecast", unit="batch")
         paths: list[np.ndarray] = []
         for start in chunks:
-            batch = windows[start:start + step]
-            batch_seed = seed[start:start + step] if isinstance(seed, list) else seed
-            paths.extend(self._run(batch, int(pred_len), sample_count, T, top_k, top_p, batch_seed, generator,
-                                   use_cache, anchor))
+            batch = windows[start : start + step]
+            batch_seed = seed[start : start + step] if isinstance(seed, list) else seed
+            paths.extend(
+                self._run(
+                    batch,
+                    int(pred_len),
+                    sample_count,
+                    T,
+                    top_k,
+                    top_p,
+                    batch_seed,
+                    generator,
+                    use_cache,
+                    anchor,
+                )
+            )
         return paths
 
     def _windows_per_chunk(self, windows: list[_Window], pred_len: int, sample_count: int) -> int:
@@ -219,22 +308,52 @@ class KronosPredictor:
         return max(1, int(self.max_batch_bytes // per_window))
 
     # -- reference API --------------------------------------------------------------------------
-    def predict(self, df: pd.DataFrame, x_timestamp, y_timestamp, pred_len: int, T: float = 1.0, top_k: int = 0,
-                top_p: float = 0.9, sample_count: int = 1, verbose: bool = True, *, seed: int | None = None,
-                generator: torch.Generator | None = None, use_cache: bool = True) -> pd.DataFrame:
+    def predict(
+        self,
+        df: pd.DataFrame,
+        x_timestamp,
+        y_timestamp,
+        pred_len: int,
+        T: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 0.9,
+        sample_count: int = 1,
+        verbose: bool = True,
+        *,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        use_cache: bool = True,
+    ) -> pd.DataFrame:
         """Mean forecast (reference signature): DataFrame of the six columns indexed by ``y_timestamp``."""
         window = self._window(df, x_timestamp, y_timestamp, pred_len, "df")
-        paths = self._generate_all([window], pred_len, sample_count, T, top_k, top_p, seed, generator, use_cache,
-                                   None, False)
+        paths = self._generate_all(
+            [window], pred_len, sample_count, T, top_k, top_p, seed, generator, use_cache, None, False
+        )
         return self._mean_frame(window, paths[0])
 
-    def predict_batch(self, df_list: Sequence[pd.DataFrame], x_timestamp_list, y_timestamp_list, pred_len: int,
-                      T: float = 1.0, top_k: int = 0, top_p: float = 0.9, sample_count: int = 1,
-                      verbose: bool = True, *, seed: int | Sequence[int] | None = None, generator: torch.Generator | None = None,
-                      use_cache: bool = True, batch_size: int | None = None) -> list[pd.DataFrame]:
+    def predict_batch(
+        self,
+        df_list: Sequence[pd.DataFrame],
+        x_timestamp_list,
+        y_timestamp_list,
+        pred_len: int,
+        T: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 0.9,
+        sample_count: int = 1,
+        verbose: bool = True,
+        *,
+        seed: int | Sequence[int] | None = None,
+        generator: torch.Generator | None = None,
+        use_cache: bool = True,
+        batch_size: int | None = None,
+    ) -> list[pd.DataFrame]:
         """Mean forecasts of several windows in one batched call; lookbacks may differ in length."""
-        for arg, label in ((df_list, "df_list"), (x_timestamp_list, "x_timestamp_list"),
-                           (y_timestamp_list, "y_timestamp_list")):
+        for arg, label in (
+            (df_list, "df_list"),
+            (x_timestamp_list, "x_timestamp_list"),
+            (y_timestamp_list, "y_timestamp_list"),
+        ):
             if not isinstance(arg, list | tuple):
                 raise DataError(f"{label} must be a list or tuple, got {type(arg).__name__}")
         if not len(df_list) == len(x_timestamp_list) == len(y_timestamp_list):
@@ -244,10 +363,13 @@ class KronosPredictor:
             )
         if not df_list:
             raise DataError("df_list is empty")
-        windows = [self._window(df, xs, ys, pred_len, f"df_list[{i}]")
-                   for i, (df, xs, ys) in enumerate(zip(df_list, x_timestamp_list, y_timestamp_list))]
-        paths = self._generate_all(windows, pred_len, sample_count, T, top_k, top_p, seed, generator, use_cache,
-                                   batch_size, False)
+        windows = [
+            self._window(df, xs, ys, pred_len, f"df_list[{i}]")
+            for i, (df, xs, ys) in enumerate(zip(df_list, x_timestamp_list, y_timestamp_list))
+        ]
+        paths = self._generate_all(
+            windows, pred_len, sample_count, T, top_k, top_p, seed, generator, use_cache, batch_size, False
+        )
         return [self._mean_frame(w, p) for w, p in zip(windows, paths)]
 
     @staticmethod
@@ -257,20 +379,56 @@ class KronosPredictor:
         return pd.DataFrame(values, columns=list(FEATURE_COLUMNS), index=window.y_index)
 
     # -- probabilistic API ----------------------------------------------------------------------
-    def forecast(self, df: pd.DataFrame, pred_len: int, *, x_timestamp=None, y_timestamp=None, sample_count: int = 20,
-                 T: float = 1.0, top_k: int = 0, top_p: float = 0.9, seed: int | None = None,
-                 generator: torch.Generator | None = None, use_cache: bool = True, anchor: bool = False) -> Forecast:
+    def forecast(
+        self,
+        df: pd.DataFrame,
+        pred_len: int,
+        *,
+        x_timestamp=None,
+        y_timestamp=None,
+        sample_count: int = 20,
+        T: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 0.9,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        use_cache: bool = True,
+        anchor: bool = False,
+    ) -> Forecast:
         """Sample paths of one window as a :class:`Forecast` (y_timestamp inferred when not given)."""
-        return self.forecast_batch([df], pred_len, x_timestamp_list=None if x_timestamp is None else [x_timestamp],
-                                   y_timestamp_list=None if y_timestamp is None else [y_timestamp],
-                                   sample_count=sample_count, T=T, top_k=top_k, top_p=top_p, seed=seed,
-                                   generator=generator, use_cache=use_cache, anchor=anchor)[0]
+        return self.forecast_batch(
+            [df],
+            pred_len,
+            x_timestamp_list=None if x_timestamp is None else [x_timestamp],
+            y_timestamp_list=None if y_timestamp is None else [y_timestamp],
+            sample_count=sample_count,
+            T=T,
+            top_k=top_k,
+            top_p=top_p,
+            seed=seed,
+            generator=generator,
+            use_cache=use_cache,
+            anchor=anchor,
+        )[0]
 
-    def forecast_batch(self, df_list: Sequence[pd.DataFrame], pred_len: int, *, x_timestamp_list=None,
-                       y_timestamp_list=None, sample_count: int = 20, T: float = 1.0, top_k: int = 0,
-                       top_p: float = 0.9, seed: int | Sequence[int] | None = None, generator: torch.Generator | None = None,
-                       batch_size: int | None = 64, verbose: bool = False, use_cache: bool = True,
-                       anchor: bool = False) -> list[Forecast]:
+    def forecast_batch(
+        self,
+        df_list: Sequence[pd.DataFrame],
+        pred_len: int,
+        *,
+        x_timestamp_list=None,
+        y_timestamp_list=None,
+        sample_count: int = 20,
+        T: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 0.9,
+        seed: int | Sequence[int] | None = None,
+        generator: torch.Generator | None = None,
+        batch_size: int | None = 64,
+        verbose: bool = False,
+        use_cache: bool = True,
+        anchor: bool = False,
+    ) -> list[Forecast]:
         """Forecasts for many windows (any lengths) in batches of ``batch_size`` windows.
 
         With ``seed`` (one int for all windows, or one int per window) every window samples from its own
@@ -285,13 +443,34 @@ class KronosPredictor:
         xs = x_timestamp_list if x_timestamp_list is not None else [None] * n
         ys = y_timestamp_list if y_timestamp_list is not None else [None] * n
         if not len(xs) == len(ys) == n:
-            raise DataError(f"got {n} frames, {len(xs)} x_timestamp entries and {len(ys)} y_timestamp entries")
-        windows = [self._window(df, x, y, pred_len, f"df_list[{i}]") for i, (df, x, y) in enumerate(zip(df_list, xs, ys))]
-        paths = self._generate_all(windows, pred_len, sample_count, T, top_k, top_p, seed, generator, use_cache,
-                                   batch_size, verbose, anchor)
+            raise DataError(
+                f"got {n} frames, {len(xs)} x_timestamp entries and {len(ys)} y_timestamp entries"
+            )
+        windows = [
+            self._window(df, x, y, pred_len, f"df_list[{i}]")
+            for i, (df, x, y) in enumerate(zip(df_list, xs, ys))
+        ]
+        paths = self._generate_all(
+            windows,
+            pred_len,
+            sample_count,
+            T,
+            top_k,
+            top_p,
+            seed,
+            generator,
+            use_cache,
+            batch_size,
+            verbose,
+            anchor,
+        )
         return [
-            Forecast(samples=(p * (w.std + 1e-5) + w.mean).astype(np.float32), timestamps=pd.DatetimeIndex(w.y_index),
-                     last_close=w.last_close, history_end=w.history_end)
+            Forecast(
+                samples=(p * (w.std + 1e-5) + w.mean).astype(np.float32),
+                timestamps=pd.DatetimeIndex(w.y_index),
+                last_close=w.last_close,
+                history_end=w.history_end,
+            )
             for w, p in zip(windows, paths)
         ]
 

@@ -24,12 +24,15 @@ class ModelPair:
 
 
 RELEASED: dict[str, ModelPair] = {
-    "NeoQuasar/Kronos-mini": ModelPair("NeoQuasar/Kronos-mini", "NeoQuasar/Kronos-Tokenizer-2k",
-                                       "NeoQuasar/Kronos-mini", 2048),
-    "NeoQuasar/Kronos-small": ModelPair("NeoQuasar/Kronos-small", "NeoQuasar/Kronos-Tokenizer-base",
-                                        "NeoQuasar/Kronos-small", 512),
-    "NeoQuasar/Kronos-base": ModelPair("NeoQuasar/Kronos-base", "NeoQuasar/Kronos-Tokenizer-base",
-                                       "NeoQuasar/Kronos-base", 512),
+    "NeoQuasar/Kronos-mini": ModelPair(
+        "NeoQuasar/Kronos-mini", "NeoQuasar/Kronos-Tokenizer-2k", "NeoQuasar/Kronos-mini", 2048
+    ),
+    "NeoQuasar/Kronos-small": ModelPair(
+        "NeoQuasar/Kronos-small", "NeoQuasar/Kronos-Tokenizer-base", "NeoQuasar/Kronos-small", 512
+    ),
+    "NeoQuasar/Kronos-base": ModelPair(
+        "NeoQuasar/Kronos-base", "NeoQuasar/Kronos-Tokenizer-base", "NeoQuasar/Kronos-base", 512
+    ),
 }
 
 
@@ -42,7 +45,9 @@ def _local_pair(name: str, root: Path) -> ModelPair:
         )
     meta_path = root / "kronos_bt.json"
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    return ModelPair(name, str(root / "tokenizer"), str(root / "predictor"), int(meta.get("max_context", 512)))
+    return ModelPair(
+        name, str(root / "tokenizer"), str(root / "predictor"), int(meta.get("max_context", 512))
+    )
 
 
 def resolve_pair(name_or_path: str | os.PathLike) -> ModelPair:
@@ -53,10 +58,14 @@ def resolve_pair(name_or_path: str | os.PathLike) -> ModelPair:
     if key in BUNDLED_MODELS:
         root = BUNDLED_MODELS[key]
         if not root.is_dir():
-            raise CheckpointError(f"the bundled model {key} is not installed at {root}; run `make train-default`")
+            raise CheckpointError(
+                f"the bundled model {key} is not installed at {root}; run `make train-default`"
+            )
         return _local_pair(key, root)
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return _local_pair(str(path), path)
     known = ", ".join([*RELEASED, *BUNDLED_MODELS])
-    raise CheckpointError(f"unknown model {key!r}: use one of {known}, or a local directory with tokenizer/ and predictor/")
+    raise CheckpointError(
+        f"unknown model {key!r}: use one of {known}, or a local directory with tokenizer/ and predictor/"
+    )

@@ -12,7 +12,9 @@ import torch
 from .errors import SamplingError
 
 
-def check_sampling_args(T: float, top_k: int | None, top_p: float | None, sample_count: int = 1) -> tuple[int, float]:
+def check_sampling_args(
+    T: float, top_k: int | None, top_p: float | None, sample_count: int = 1
+) -> tuple[int, float]:
     """Validate sampling arguments; returns (top_k, top_p) with ``None`` meaning 'filter off'."""
     if not (isinstance(T, int | float) and T > 0):
         raise SamplingError(f"temperature T must be > 0, got {T!r} (use top_k=1 for greedy decoding)")

@@ -29,8 +29,16 @@ def _entropy(p: torch.Tensor) -> torch.Tensor:
 class BSQuantizer(nn.Module):
     """Sign quantiser on the unit sphere with the reference's commitment and entropy losses."""
 
-    def __init__(self, s1_bits: int, s2_bits: int, beta: float, gamma0: float, gamma: float, zeta: float,
-                 group_size: int):
+    def __init__(
+        self,
+        s1_bits: int,
+        s2_bits: int,
+        beta: float,
+        gamma0: float,
+        gamma: float,
+        zeta: float,
+        group_size: int,
+    ):
         super().__init__()
         self.codebook_dim = s1_bits + s2_bits
         self.beta, self.gamma0, self.gamma, self.zeta = beta, gamma0, gamma, zeta
@@ -68,15 +76,44 @@ class KronosTokenizer(HubMixin, nn.Module):
 
     config_class = KronosTokenizerConfig
 
-    def __init__(self, d_in: int = 6, d_model: int = 256, n_heads: int = 4, ff_dim: int = 512,
-                 n_enc_layers: int = 4, n_dec_layers: int = 4, ffn_dropout_p: float = 0.0,
-                 attn_dropout_p: float = 0.0, resid_dropout_p: float = 0.0, s1_bits: int = 10,
-                 s2_bits: int = 10, beta: float = 0.05, gamma0: float = 1.0, gamma: float = 1.1,
-                 zeta: float = 0.05, group_size: int = 4):
+    def __init__(
+        self,
+        d_in: int = 6,
+        d_model: int = 256,
+        n_heads: int = 4,
+        ff_dim: int = 512,
+        n_enc_layers: int = 4,
+        n_dec_layers: int = 4,
+        ffn_dropout_p: float = 0.0,
+        attn_dropout_p: float = 0.0,
+        resid_dropout_p: float = 0.0,
+        s1_bits: int = 10,
+        s2_bits: int = 10,
+        beta: float = 0.05,
+        gamma0: float = 1.0,
+        gamma: float = 1.1,
+        zeta: float = 0.05,
+        group_size: int = 4,
+    ):
         super().__init__()
-        cfg = KronosTokenizerConfig(d_in, d_model, n_heads, ff_dim, n_enc_layers, n_dec_layers, ffn_dropout_p,
-                                    attn_dropout_p, resid_dropout_p, s1_bits, s2_bits, beta, gamma0, gamma,
-                                    zeta, group_size)
+        cfg = KronosTokenizerConfig(
+            d_in,
+            d_model,
+            n_heads,
+            ff_dim,
+            n_enc_layers,
+            n_dec_layers,
+            ffn_dropout_p,
+            attn_dropout_p,
+            resid_dropout_p,
+            s1_bits,
+            s2_bits,
+            beta,
+            gamma0,
+            gamma,
+            zeta,
+            group_size,
+        )
         self.config = cfg
         self.s1_bits, self.s2_bits = s1_bits, s2_bits
         self.codebook_dim = s1_bits + s2_bits
@@ -145,7 +182,9 @@ class KronosTokenizer(HubMixin, nn.Module):
             bits = self._ids_to_bits(ids, self.codebook_dim)
         return (bits.float() * 2 - 1) / math.sqrt(self.codebook_dim)
 
-    def decode(self, x, half: bool = False, positions=None, key_mask=None, cache: KVCache | None = None) -> torch.Tensor:
+    def decode(
+        self, x, half: bool = False, positions=None, key_mask=None, cache: KVCache | None = None
+    ) -> torch.Tensor:
         """Ids (``(s1, s2)`` if ``half``) -> reconstructed normalised bars [B, T, d_in].
 
         With a ``cache`` only the new ids are given; earlier ones are read from (and these appended to) it.

@@ -61,8 +61,13 @@ class TemporalEmbedding(nn.Module):
         """stamp [B, T, 5] (minute, hour, weekday, day, month) -> [B, T, D]."""
         idx = stamp.long()
         # summed in the reference's order: hour + weekday + day + month + minute
-        return (self.hour_embed(idx[..., 1]) + self.weekday_embed(idx[..., 2]) + self.day_embed(idx[..., 3])
-                + self.month_embed(idx[..., 4]) + self.minute_embed(idx[..., 0]))
+        return (
+            self.hour_embed(idx[..., 1])
+            + self.weekday_embed(idx[..., 2])
+            + self.day_embed(idx[..., 3])
+            + self.month_embed(idx[..., 4])
+            + self.minute_embed(idx[..., 0])
+        )
 
 
 class CrossAttention(AttentionProjections):
@@ -76,10 +81,17 @@ class CrossAttention(AttentionProjections):
         super().__init__(d_model, n_heads)
 
     def project_kv(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return _split_heads(self.k_proj(context), self.n_heads), _split_heads(self.v_proj(context), self.n_heads)
+        return _split_heads(self.k_proj(context), self.n_heads), _split_heads(
+            self.v_proj(context), self.n_heads
+        )
 
-    def forward(self, query: torch.Tensor, context: torch.Tensor, key_mask: torch.Tensor | None = None,
-                cache: LayerCache | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        query: torch.Tensor,
+        context: torch.Tensor,
+        key_mask: torch.Tensor | None = None,
+        cache: LayerCache | None = None,
+    ) -> torch.Tensor:
         q = _split_heads(self.q_proj(query), self.n_heads)
         if cache is not None:
             k, v = cache.keys[:, :, : cache.length], cache.values[:, :, : cache.length]
@@ -88,7 +100,9 @@ class CrossAttention(AttentionProjections):
         q_len, k_len = q.shape[2], k.shape[2]
         if q_len > 1:
             if q_len != k_len:
-                raise ValueError(f"dependency layer: query length {q_len} must be 1 or equal the context {k_len}")
+                raise ValueError(
+                    f"dependency layer: query length {q_len} must be 1 or equal the context {k_len}"
+                )
             pos = torch.arange(q_len, device=q.device)
             q, k = self.rotary.rotate(q, pos), self.rotary.rotate(k, pos)
         mask = None if key_mask is None else key_mask[:, None, None, :]
@@ -105,7 +119,9 @@ class DependencyAwareLayer(nn.Module):
         self.cross_attn = CrossAttention(d_model)
         self.norm = RMSNorm(d_model)
 
-    def forward(self, sibling: torch.Tensor, context: torch.Tensor, key_mask=None, cache=None) -> torch.Tensor:
+    def forward(
+        self, sibling: torch.Tensor, context: torch.Tensor, key_mask=None, cache=None
+    ) -> torch.Tensor:
         return self.norm(context + self.cross_attn(sibling, context, key_mask, cache))
 
 
@@ -139,12 +155,34 @@ class Kronos(HubMixin, nn.Module):
 
     config_class = KronosConfig
 
-    def __init__(self, s1_bits: int = 10, s2_bits: int = 10, n_layers: int = 8, d_model: int = 512,
-                 n_heads: int = 8, ff_dim: int = 1024, ffn_dropout_p: float = 0.0, attn_dropout_p: float = 0.0,
-                 resid_dropout_p: float = 0.0, token_dropout_p: float = 0.0, learn_te: bool = True):
+    def __init__(
+        self,
+        s1_bits: int = 10,
+        s2_bits: int = 10,
+        n_layers: int = 8,
+        d_model: int = 512,
+        n_heads: int = 8,
+        ff_dim: int = 1024,
+        ffn_dropout_p: float = 0.0,
+        attn_dropout_p: float = 0.0,
+        resid_dropout_p: float = 0.0,
+        token_dropout_p: float = 0.0,
+        learn_te: bool = True,
+    ):
         super().__init__()
-        self.config = KronosConfig(s1_bits, s2_bits, n_layers, d_model, n_heads, ff_dim, ffn_dropout_p,
-                                   attn_dropout_p, resid_dropout_p, token_dropout_p, learn_te)
+        self.config = KronosConfig(
+            s1_bits,
+            s2_bits,
+            n_layers,
+            d_model,
+            n_heads,
+            ff_dim,
+            ffn_dropout_p,
+            attn_dropout_p,
+            resid_dropout_p,
+            token_dropout_p,
+            learn_te,
+        )
         self.s1_bits, self.s2_bits, self.d_model = s1_bits, s2_bits, d_model
         self.embedding = HierarchicalEmbedding(s1_bits, s2_bits, d_model)
         self.time_emb = TemporalEmbedding(d_model, learn_te)
@@ -171,7 +209,9 @@ class Kronos(HubMixin, nn.Module):
         """An empty KV cache sized for ``capacity`` tokens."""
         return KVCache(len(self.transformer), capacity)
 
-    def backbone(self, s1_ids, s2_ids, stamp=None, positions=None, key_mask=None, cache: KVCache | None = None):
+    def backbone(
+        self, s1_ids, s2_ids, stamp=None, positions=None, key_mask=None, cache: KVCache | None = None
+    ):
         """Embeddings + blocks + final norm -> context [B, T, D]; with a cache only the new tokens are given."""
         x = self.embedding(s1_ids, s2_ids)
         if stamp is not None:
@@ -183,7 +223,9 @@ class Kronos(HubMixin, nn.Module):
 
     def decode_s1(self, s1_ids, s2_ids, stamp=None, padding_mask=None):
         """(s1_logits [B, T, V1], context [B, T, D]) for the given token window."""
-        key_mask = None if padding_mask is None else padding_mask.bool()  # True = attend (reference semantics)
+        key_mask = (
+            None if padding_mask is None else padding_mask.bool()
+        )  # True = attend (reference semantics)
         context = self.backbone(s1_ids, s2_ids, stamp, None, key_mask)
         return self.head(context), context
 
@@ -193,7 +235,9 @@ class Kronos(HubMixin, nn.Module):
         sibling = self.embedding.emb_s1(s1_ids)
         return self.head.cond_forward(self.dep_layer(sibling, context, key_mask))
 
-    def forward(self, s1_ids, s2_ids, stamp=None, padding_mask=None, use_teacher_forcing=False, s1_targets=None):
+    def forward(
+        self, s1_ids, s2_ids, stamp=None, padding_mask=None, use_teacher_forcing=False, s1_targets=None
+    ):
         """Training/teacher-forced pass -> (s1_logits [B, T, V1], s2_logits [B, T, V2]).
 
         s2 at position t is conditioned on the true next s1 (teacher forcing) or, as in the reference

@@ -27,8 +27,12 @@ def tiny_predictor():
     """KronosPredictor over the reference's random-init tiny checkpoint (real code, meaningless forecasts)."""
     from kronos_model import Kronos, KronosPredictor, KronosTokenizer
 
-    return KronosPredictor(Kronos.from_pretrained(FIXTURES / "predictor"),
-                           KronosTokenizer.from_pretrained(FIXTURES / "tokenizer"), device="cpu", max_context=512)
+    return KronosPredictor(
+        Kronos.from_pretrained(FIXTURES / "predictor"),
+        KronosTokenizer.from_pretrained(FIXTURES / "tokenizer"),
+        device="cpu",
+        max_context=512,
+    )
 
 
 @pytest.fixture(scope="session")

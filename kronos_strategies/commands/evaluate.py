@@ -102,6 +102,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="windows per forward pass")
     p.add_argument("--out", default="evaluation", help="output folder for the report and plots")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--anchor", action="store_true",
-                   help="shift paths by the tokenizer's error on the last history bar (KronosPredictor anchor=True)")
+    p.add_argument(
+        "--anchor",
+        action="store_true",
+        help="shift paths by the tokenizer's error on the last history bar (KronosPredictor anchor=True)",
+    )
     p.set_defaults(func=handler)

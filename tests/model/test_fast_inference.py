@@ -16,8 +16,16 @@ from kronos_model.generation import SamplingArgs, generate
 def mini_shaped():
     """Random weights in the released Kronos-mini shape (predictor 4x256, Tokenizer-2k-like)."""
     torch.manual_seed(0)
-    tok = KronosTokenizer(d_model=256, n_heads=4, ff_dim=512, n_enc_layers=4, n_dec_layers=4, s1_bits=10,
-                          s2_bits=10, group_size=5).eval()
+    tok = KronosTokenizer(
+        d_model=256,
+        n_heads=4,
+        ff_dim=512,
+        n_enc_layers=4,
+        n_dec_layers=4,
+        s1_bits=10,
+        s2_bits=10,
+        group_size=5,
+    ).eval()
     model = Kronos(n_layers=4, d_model=256, n_heads=4, ff_dim=512).eval()
     with torch.no_grad():  # peaky heads give clear greedy margins, as in the reference fixtures
         model.head.proj_s1.weight.mul_(10)
@@ -29,8 +37,8 @@ def _windows(sp500, lengths, pred_len, end=400):
     frames, ys = [], []
     for i, n in enumerate(lengths):
         stop = end + 37 * i
-        frames.append(sp500.iloc[stop - n:stop])
-        ys.append(sp500.index[stop:stop + pred_len])
+        frames.append(sp500.iloc[stop - n : stop])
+        ys.append(sp500.index[stop : stop + pred_len])
     return frames, ys
 
 
@@ -40,7 +48,9 @@ def test_cached_equals_recompute_greedy(mini_shaped, sp500, max_context):
     predictor = KronosPredictor(model, tok, device="cpu", max_context=max_context)
     frames, ys = _windows(sp500, [36], 10)
     fast = predictor.predict(frames[0], frames[0].index, ys[0], pred_len=10, top_k=1, verbose=False)
-    slow = predictor.predict(frames[0], frames[0].index, ys[0], pred_len=10, top_k=1, verbose=False, use_cache=False)
+    slow = predictor.predict(
+        frames[0], frames[0].index, ys[0], pred_len=10, top_k=1, verbose=False, use_cache=False
+    )
     np.testing.assert_allclose(fast.to_numpy(), slow.to_numpy(), rtol=1e-5)
 
 
@@ -56,10 +66,21 @@ def test_cached_tokens_identical_to_recompute(mini_shaped, sp500):
         x = torch.zeros(2, width, 6)
         stamps = torch.zeros(2, width + 8, 5)
         for i, w in enumerate(windows):
-            x[i, width - len(w.x):] = torch.from_numpy(w.x)
-            stamps[i, width - len(w.x):] = torch.from_numpy(w.stamps)
-        generate(tok, model, x, torch.tensor([40, 30]), stamps, 8, 44, 3, SamplingArgs(top_k=1), use_cache=use_cache,
-                 record=rec)
+            x[i, width - len(w.x) :] = torch.from_numpy(w.x)
+            stamps[i, width - len(w.x) :] = torch.from_numpy(w.stamps)
+        generate(
+            tok,
+            model,
+            x,
+            torch.tensor([40, 30]),
+            stamps,
+            8,
+            44,
+            3,
+            SamplingArgs(top_k=1),
+            use_cache=use_cache,
+            record=rec,
+        )
         records.append(rec)
     assert torch.equal(records[0]["gen_s1"], records[1]["gen_s1"])
     assert torch.equal(records[0]["gen_s2"], records[1]["gen_s2"])
@@ -73,7 +94,9 @@ def test_ragged_batch_equals_one_by_one(mini_shaped, sp500):
     for frame, y, fc in zip(frames, ys, batched):
         single = predictor.forecast(frame, 6, y_timestamp=y, sample_count=3, top_k=1, seed=1)
         np.testing.assert_allclose(fc.samples, single.samples, rtol=1e-5)
-    ragged = predictor.predict_batch(frames, [f.index for f in frames], ys, pred_len=6, top_k=1, verbose=False)
+    ragged = predictor.predict_batch(
+        frames, [f.index for f in frames], ys, pred_len=6, top_k=1, verbose=False
+    )
     for frame, y, out in zip(frames, ys, ragged):
         one = predictor.predict(frame, frame.index, y, pred_len=6, top_k=1, verbose=False)
         np.testing.assert_allclose(out.to_numpy(), one.to_numpy(), rtol=1e-5)
@@ -92,8 +115,10 @@ def test_seeded_sampling_is_reproducible_and_batch_independent(tiny_predictor, s
 
 def test_generator_argument_gives_determinism(tiny_predictor, sp500):
     frame = sp500.iloc[:80]
-    outs = [tiny_predictor.forecast(frame, 4, sample_count=4, generator=torch.Generator().manual_seed(5)).samples
-            for _ in range(2)]
+    outs = [
+        tiny_predictor.forecast(frame, 4, sample_count=4, generator=torch.Generator().manual_seed(5)).samples
+        for _ in range(2)
+    ]
     np.testing.assert_array_equal(*outs)
 
 

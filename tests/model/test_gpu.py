@@ -11,7 +11,10 @@ from kronos_model import Kronos, KronosPredictor, KronosTokenizer
 
 from ..conftest import FIXTURES
 
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
 
 
 def _spy_window():
@@ -21,8 +24,12 @@ def _spy_window():
 
 
 def _tiny(device, dtype=None):
-    return KronosPredictor(Kronos.from_pretrained(FIXTURES / "predictor"),
-                           KronosTokenizer.from_pretrained(FIXTURES / "tokenizer"), device=device, dtype=dtype)
+    return KronosPredictor(
+        Kronos.from_pretrained(FIXTURES / "predictor"),
+        KronosTokenizer.from_pretrained(FIXTURES / "tokenizer"),
+        device=device,
+        dtype=dtype,
+    )
 
 
 @pytest.mark.parametrize("use_cache", [True, False])

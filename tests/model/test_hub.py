@@ -22,9 +22,11 @@ def test_round_trip_is_bit_identical(tmp_path, sp500):
     tok.save_pretrained(tmp_path / "tokenizer")
     model.save_pretrained(tmp_path / "predictor")
     assert json.loads((tmp_path / "predictor" / "config.json").read_text()) == json.loads(
-        (FIXTURES / "predictor" / "config.json").read_text())
+        (FIXTURES / "predictor" / "config.json").read_text()
+    )
     assert set(load_file(tmp_path / "predictor" / "model.safetensors")) == set(
-        load_file(FIXTURES / "predictor" / "model.safetensors"))
+        load_file(FIXTURES / "predictor" / "model.safetensors")
+    )
     a = KronosPredictor(model, tok, device="cpu")
     b = KronosPredictor.from_pretrained(tmp_path, device="cpu")
     df = sp500.iloc[:80]
@@ -49,7 +51,9 @@ def test_shape_mismatch_names_key_and_shapes(tmp_path):
     weights = load_file(dst / "model.safetensors")
     weights["norm.weight"] = torch.ones(48)
     save_file(weights, dst / "model.safetensors")
-    with pytest.raises(CheckpointError, match=r"shape mismatch for norm.weight: checkpoint \(48,\) vs model \(32,\)"):
+    with pytest.raises(
+        CheckpointError, match=r"shape mismatch for norm.weight: checkpoint \(48,\) vs model \(32,\)"
+    ):
         Kronos.from_pretrained(dst)
 
 
@@ -58,7 +62,10 @@ def test_config_mismatch_is_reported(tmp_path):
     cfg = json.loads((dst / "config.json").read_text())
     cfg["d_model"] = 64
     (dst / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(CheckpointError, match=r"shape mismatch for embedding.emb_s1.weight: checkpoint \(16, 32\) vs model \(16, 64\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"shape mismatch for embedding.emb_s1.weight: checkpoint \(16, 32\) vs model \(16, 64\)",
+    ):
         Kronos.from_pretrained(dst)
 
 
@@ -67,7 +74,9 @@ def test_missing_and_unexpected_keys(tmp_path):
     weights = load_file(dst / "model.safetensors")
     weights["extra.weight"] = weights.pop("head.proj_s2.bias")
     save_file(weights, dst / "model.safetensors")
-    with pytest.raises(CheckpointError, match=r"missing keys \['head.proj_s2.bias'\].*unexpected keys \['extra.weight'\]"):
+    with pytest.raises(
+        CheckpointError, match=r"missing keys \['head.proj_s2.bias'\].*unexpected keys \['extra.weight'\]"
+    ):
         Kronos.from_pretrained(dst)
 
 
@@ -97,15 +106,17 @@ def test_pickle_is_never_loaded(tmp_path):
 
 def test_tolerates_absent_rebuilt_buffers(tmp_path):
     dst = _copy(tmp_path, "tokenizer")
-    weights = {k: v for k, v in load_file(dst / "model.safetensors").items()
-               if not k.endswith(("inv_freq", "basis"))}
+    weights = {
+        k: v for k, v in load_file(dst / "model.safetensors").items() if not k.endswith(("inv_freq", "basis"))
+    }
     save_file(weights, dst / "model.safetensors")
     KronosTokenizer.from_pretrained(dst)
 
 
 def test_tokenizer_and_model_must_pair():
-    tok = KronosTokenizer(d_model=16, n_heads=2, ff_dim=32, n_enc_layers=2, n_dec_layers=2, s1_bits=3, s2_bits=3,
-                          group_size=3)
+    tok = KronosTokenizer(
+        d_model=16, n_heads=2, ff_dim=32, n_enc_layers=2, n_dec_layers=2, s1_bits=3, s2_bits=3, group_size=3
+    )
     with pytest.raises(Exception, match="do not pair"):
         KronosPredictor(Kronos.from_pretrained(FIXTURES / "predictor"), tok, device="cpu")
 
@@ -117,7 +128,9 @@ def test_unknown_model_name():
 
 def test_released_pair_offline_says_hub_unreachable(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(HubUnavailableError, match="cannot fetch NeoQuasar/Kronos-Tokenizer-base.*local directory"):
+    with pytest.raises(
+        HubUnavailableError, match="cannot fetch NeoQuasar/Kronos-Tokenizer-base.*local directory"
+    ):
         KronosPredictor.from_pretrained("NeoQuasar/Kronos-small", cache_dir=tmp_path)
 
 

@@ -46,8 +46,12 @@ def test_tokenizer_encode_decode(tok, tref):
         np.testing.assert_array_equal(s1.numpy(), tref["enc_half_s1"])
         np.testing.assert_array_equal(s2.numpy(), tref["enc_half_s2"])
         np.testing.assert_array_equal(full.numpy(), tref["enc_full"])
-        np.testing.assert_allclose(tok.quant_embed(_encoder_hidden(tok, x)).numpy(), tref["quant_embed_out"], **HIDDEN)
-        dec_half = tok.decode((torch.from_numpy(tref["enc_half_s1"]), torch.from_numpy(tref["enc_half_s2"])), half=True)
+        np.testing.assert_allclose(
+            tok.quant_embed(_encoder_hidden(tok, x)).numpy(), tref["quant_embed_out"], **HIDDEN
+        )
+        dec_half = tok.decode(
+            (torch.from_numpy(tref["enc_half_s1"]), torch.from_numpy(tref["enc_half_s2"])), half=True
+        )
         dec_full = tok.decode(torch.from_numpy(tref["enc_full"]), half=False)
     np.testing.assert_allclose(dec_half.numpy(), tref["dec_half"], **HIDDEN)
     np.testing.assert_allclose(dec_full.numpy(), tref["dec_full"], **HIDDEN)
@@ -73,12 +77,19 @@ def test_tokenizer_forward_and_losses(tok, tref):
     recon_all = torch.nn.functional.mse_loss(z, x)
     np.testing.assert_allclose(recon_pre.item(), tref["train_recon_pre"], rtol=1e-5)
     np.testing.assert_allclose(recon_all.item(), tref["train_recon_all"], rtol=1e-5)
-    np.testing.assert_allclose(((recon_pre + recon_all + bsq_loss) / 2).item(), tref["train_total_loss"], rtol=1e-5)
+    np.testing.assert_allclose(
+        ((recon_pre + recon_all + bsq_loss) / 2).item(), tref["train_total_loss"], rtol=1e-5
+    )
 
 
 def _pinputs(pref):
-    return (torch.from_numpy(pref["s1_ids"]), torch.from_numpy(pref["s2_ids"]), torch.from_numpy(pref["stamp"]),
-            torch.from_numpy(pref["s1_targets"]), torch.from_numpy(pref["s2_targets"]))
+    return (
+        torch.from_numpy(pref["s1_ids"]),
+        torch.from_numpy(pref["s2_ids"]),
+        torch.from_numpy(pref["stamp"]),
+        torch.from_numpy(pref["s1_targets"]),
+        torch.from_numpy(pref["s2_targets"]),
+    )
 
 
 def test_predictor_decode_paths(model, pref):
@@ -110,7 +121,9 @@ def test_predictor_forward_teacher_forcing_and_loss(model, pref):
         np.testing.assert_allclose(nostamp.numpy(), pref["fwd_eval_nostamp_s1_logits"], **LOGITS)
         torch.manual_seed(MANIFEST["predictor_ref"].get("sampled_seed", 2003))
         _, sampled_l2 = model(s1, s2, stamp, use_teacher_forcing=False)
-        forced_l2 = model(s1, s2, stamp, use_teacher_forcing=True, s1_targets=torch.from_numpy(pref["fwd_eval_sampled_s1"]))[1]
+        forced_l2 = model(
+            s1, s2, stamp, use_teacher_forcing=True, s1_targets=torch.from_numpy(pref["fwd_eval_sampled_s1"])
+        )[1]
         np.testing.assert_allclose(forced_l2.numpy(), pref["fwd_eval_sampled_s2_logits"], **LOGITS)
     model.train()
     try:
@@ -167,8 +180,12 @@ def test_predict_matches_reference(model, tok, name, use_cache):
         expected = _read_output(case["outputs"][i])
         assert list(out.columns) == ["open", "high", "low", "close", "volume", "amount"]
         assert out.index.equals(pd.Index(ys[i].to_numpy(), name="timestamp"))
-        np.testing.assert_allclose(out[["open", "high", "low", "close"]].to_numpy(), expected[:, :4], rtol=1e-5)
-        np.testing.assert_allclose(out[["volume", "amount"]].to_numpy(), expected[:, 4:], rtol=1e-5, atol=1e-9)
+        np.testing.assert_allclose(
+            out[["open", "high", "low", "close"]].to_numpy(), expected[:, :4], rtol=1e-5
+        )
+        np.testing.assert_allclose(
+            out[["volume", "amount"]].to_numpy(), expected[:, 4:], rtol=1e-5, atol=1e-9
+        )
         np.testing.assert_allclose(out.to_numpy(np.float32), trace["pred"][i], rtol=1e-5, atol=1e-9)
 
 
@@ -179,10 +196,13 @@ def test_predict_tokens_match_trace(model, tok):
     for name in ("greedy_ctx512", "greedy_ctx32", "intraday_amount"):
         case = CASES[name]
         trace = np.load(FIXTURES / case["trace"])
-        predictor = KronosPredictor(model, tok, device="cpu", max_context=case["predictor_init"]["max_context"])
+        predictor = KronosPredictor(
+            model, tok, device="cpu", max_context=case["predictor_init"]["max_context"]
+        )
         frame = _read_input(case["inputs"][0]["input_csv"])
-        window = predictor._window(frame.drop(columns=["timestamp"]), frame["timestamp"], _y_stamps(case, 0, frame),
-                                   12, "df")
+        window = predictor._window(
+            frame.drop(columns=["timestamp"]), frame["timestamp"], _y_stamps(case, 0, frame), 12, "df"
+        )
         np.testing.assert_array_equal(window.mean, trace["x_mean"][0])
         np.testing.assert_array_equal(window.std, trace["x_std"][0])
         s1, s2 = tok.encode(torch.from_numpy(window.x)[None], half=True)
@@ -190,9 +210,19 @@ def test_predict_tokens_match_trace(model, tok):
         np.testing.assert_array_equal(s2.numpy(), trace["hist_s2"])
         for use_cache in (True, False):
             record = {}
-            out = generate(tok, model, torch.from_numpy(window.x)[None], torch.tensor([len(window.x)]),
-                           torch.from_numpy(window.stamps)[None], 12, predictor.max_context, 1, SamplingArgs(top_k=1),
-                           use_cache=use_cache, record=record)
+            out = generate(
+                tok,
+                model,
+                torch.from_numpy(window.x)[None],
+                torch.tensor([len(window.x)]),
+                torch.from_numpy(window.stamps)[None],
+                12,
+                predictor.max_context,
+                1,
+                SamplingArgs(top_k=1),
+                use_cache=use_cache,
+                record=record,
+            )
             np.testing.assert_array_equal(record["gen_s1"].numpy(), trace["gen_s1"])
             np.testing.assert_array_equal(record["gen_s2"].numpy(), trace["gen_s2"])
             np.testing.assert_allclose(out[0, 0].numpy(), trace["decode_out"][0, -12:], **HIDDEN)
@@ -205,6 +235,11 @@ def test_sampled_case_matches_reference_rng_use(model, tok):
     frame = _read_input(case["inputs"][0]["input_csv"])
     for use_cache in (True, False):
         torch.manual_seed(case["torch_manual_seed_before_call"])
-        out = predictor.predict(frame.drop(columns=["timestamp"]), frame["timestamp"], _y_stamps(case, 0, frame),
-                                use_cache=use_cache, **case["call_args"])
+        out = predictor.predict(
+            frame.drop(columns=["timestamp"]),
+            frame["timestamp"],
+            _y_stamps(case, 0, frame),
+            use_cache=use_cache,
+            **case["call_args"],
+        )
         np.testing.assert_allclose(out.to_numpy(), _read_output(case["outputs"][0]), rtol=1e-5)

@@ -25,7 +25,7 @@ PRED = 4
 def window(sp500):
     df = sp500.iloc[:60].copy()
     x_ts = pd.Series(df.index, name="timestamp")
-    y_ts = pd.Series(sp500.index[60:60 + PRED], name="timestamp")
+    y_ts = pd.Series(sp500.index[60 : 60 + PRED], name="timestamp")
     return df.reset_index(drop=True), x_ts, y_ts
 
 
