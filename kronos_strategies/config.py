@@ -46,13 +46,20 @@ __all__ = [
 
 @dataclass
 class DataConfig:
-    """Where the bars come from: a CSV/Parquet ``path`` or a built-in ``dataset`` (exactly one)."""
+    """Where the bars come from: a CSV/Parquet ``path``, a built-in ``dataset``, or ``source: ccxt`` (exactly one)."""
 
     path: str | None = None
     dataset: str | None = None  # built-in, offline: "sp500" (arch package, daily 1999-2018)
     timestamp_column: str | None = None  # default: timestamp/datetime/date/time column or the index
     tz: str | None = None  # localise naive timestamps / convert aware ones, e.g. "America/New_York"
     name: str | None = None  # label in reports; default: the file stem or data set name
+    source: str | None = None  # "ccxt": download closed candles from an exchange (cached on disk)
+    exchange: str = "binance"  # ccxt exchange id (source: ccxt)
+    symbol: str | None = None  # e.g. "BTC/USDT" (source: ccxt)
+    timeframe: str = "1h"  # ccxt timeframe (source: ccxt)
+    url: str | None = None  # API base URL override, e.g. the emulator's http://127.0.0.1:PORT
+    since: str | None = None  # first bar to download (UTC); default: dates.start less the lookback warm-up
+    cache_dir: str | None = ".kronos_cache/ohlcv"  # downloaded candles (None: download every run)
 
 
 @dataclass
@@ -281,24 +288,48 @@ def _rule(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _iso(value: str | None, key: str) -> datetime.datetime | None:
+    """An ISO date/time value of ``key`` (None stays None)."""
+    if value is None:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"'{key}' must be an ISO date like 2015-01-01, got {value!r}") from None
+
+
 def _validate(cfg: BacktestConfig) -> None:
     """Rules across fields; each message says which key to change."""
     data, ind = cfg.data, cfg.indicator
     _rule(
-        (data.path is None) != (data.dataset is None),
-        "set exactly one of 'data.path' (a CSV/Parquet file) and 'data.dataset' (built-in, e.g. sp500)",
+        data.source in (None, "ccxt"), f"'data.source' must be 'ccxt' or null (a file), got {data.source!r}"
     )
-    bounds = {}
-    for key in ("start", "end"):
-        value = getattr(cfg.dates, key)
-        if value is not None:
-            try:
-                bounds[key] = datetime.datetime.fromisoformat(value)
-            except ValueError:
-                raise ConfigError(
-                    f"'dates.{key}' must be an ISO date like 2015-01-01, got {value!r}"
-                ) from None
-    if len(bounds) == 2:
+    if data.source == "ccxt":
+        _rule(
+            data.path is None and data.dataset is None,
+            "'data.source: ccxt' downloads the bars: remove 'data.path' / 'data.dataset'",
+        )
+        _rule(
+            isinstance(data.symbol, str) and "/" in data.symbol,
+            f"'data.symbol' is required with 'data.source: ccxt' and must look like 'BTC/USDT', got {data.symbol!r}",
+        )
+        _rule(
+            data.since is not None or cfg.dates.start is not None,
+            "'data.source: ccxt' needs where to start: set 'data.since' or 'dates.start'",
+        )
+        _rule(
+            data.url is None or data.url.startswith(("http://", "https://")),
+            f"'data.url' must start with http:// or https://, got {data.url!r}",
+        )
+        _iso(data.since, "data.since")
+    else:
+        _rule(
+            (data.path is None) != (data.dataset is None),
+            "set exactly one of 'data.path' (a CSV/Parquet file), 'data.dataset' (built-in, e.g. sp500) "
+            "and 'data.source: ccxt'",
+        )
+    bounds = {key: _iso(getattr(cfg.dates, key), f"dates.{key}") for key in ("start", "end")}
+    if None not in bounds.values():
         _rule(bounds["start"] < bounds["end"], "'dates.start' must be before 'dates.end'")
     model = cfg.model
     _rule(

@@ -95,6 +95,11 @@ def load_bars(cfg: BacktestConfig) -> pd.DataFrame:
     data = cfg.data
     if data.dataset is not None:
         return read_ohlcv(load_dataset(data.dataset), tz=data.tz, name=data.name or data.dataset)
+    if data.source == "ccxt":  # cached exchange download (the paper-trading client)
+        from .paper.history import load_ccxt_bars
+
+        name = data.name or f"{data.symbol} {data.timeframe}"
+        return read_ohlcv(load_ccxt_bars(cfg), tz=data.tz, name=name)
     path = Path(data.path)
     if not path.is_absolute() and not path.exists() and cfg.source:
         beside = Path(cfg.source).parent / path

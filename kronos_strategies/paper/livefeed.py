@@ -168,10 +168,12 @@ class CcxtLiveFeed(bt.feed.DataBase):
 
 def download_history(client: ExchangeClient, timeframe: str, start: int, end: int | None = None, *,
                      cache_dir: str | Path | None = None) -> pd.DataFrame:  # fmt: skip
-    """Closed candles in [start, end) as a UTC-indexed OHLCV frame; with ``cache_dir`` only missing bars are fetched."""
+    """Closed candles in [start, end) as a UTC-indexed OHLCV frame; with ``cache_dir`` only missing bars are fetched.
+
+    When the cache already holds every bar of [start, end), nothing is requested (not even the server time);
+    an unloaded ``client`` loads its markets only when a request is needed.
+    """
     step = timeframe_ms(client.exchange, timeframe)
-    now = client.now_ms()
-    end = min(end if end is not None else now, now)
     cached = pd.DataFrame()
     path = None
     if cache_dir is not None:
@@ -180,6 +182,12 @@ def download_history(client: ExchangeClient, timeframe: str, start: int, end: in
         if path.exists():
             cached = pd.read_csv(path, index_col="ts")
     have = set(cached.index.astype("int64")) if len(cached) else set()
+    first = -(-start // step) * step
+    if end is None or any(ts not in have for ts in range(first, end, step)):
+        if not client.market:
+            client.load(timeframe)
+        now = client.now_ms()
+        end = min(end if end is not None else now, now)
     fresh: list[list[float]] = []
     cursor = start
     while cursor + step <= end:
