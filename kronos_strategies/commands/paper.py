@@ -11,7 +11,7 @@ from typing import Any
 from kronos_strategies.errors import ConfigError
 
 
-def _strategy(cfg: Any, timeframe_ms: int) -> tuple[type, dict[str, Any]]:
+def _strategy(cfg: Any, timeframe_ms: int, predictor: Any = None) -> tuple[type, dict[str, Any]]:
     """The YAML's strategy class and params; Kronos strategies get the indicator and model as in a backtest."""
     import backtrader as bt
 
@@ -27,7 +27,8 @@ def _strategy(cfg: Any, timeframe_ms: int) -> tuple[type, dict[str, Any]]:
     if issubclass(strategy, KronosStrategy):
         indicator = load_object(cfg.indicator.type, kind="indicator")
         check_names(cfg.indicator.params, indicator.params._getkeys(), "indicator.params")
-        ind_params = indicator_params(cfg, load_model(cfg.model)) | {"progress": False}
+        model = predictor if predictor is not None else load_model(cfg.model)
+        ind_params = indicator_params(cfg, model) | {"progress": False}
         params |= {"indicator": indicator, "indicator_params": ind_params}
         if "periods_per_year" in strategy.params._getkeys():
             params.setdefault("periods_per_year", 365.25 * 86_400_000 / timeframe_ms)
@@ -48,7 +49,18 @@ def paper_handler(args: argparse.Namespace) -> int:
     if pc.warmup is None:  # enough for the first forecast; more would only cost model calls
         pc.warmup = cfg.indicator.lookback
     step = timeframe_ms(ccxt.Exchange, pc.timeframe)
-    session = PaperSession(pc, *_strategy(cfg, step), live_confirmed=args.live)
+    refitter = None
+    if "finetune" in cfg.sections:  # walk-forward refits in the background, swapped in between bars
+        from kronos_strategies.paper.refit import live_refitter
+        from kronos_strategies.runner import load_model
+
+        refitter = live_refitter(cfg, load_model(cfg.model), step)
+    strategy, params = _strategy(cfg, step, None if refitter is None else refitter.predictor)
+    if refitter is not None and "indicator_params" not in params:
+        raise ConfigError(
+            f"the 'finetune:' block refits Kronos; strategy.name {cfg.strategy.name!r} has no model"
+        )
+    session = PaperSession(pc, strategy, params, live_confirmed=args.live, refitter=refitter)
     print(f"kronos-bt: {describe(pc)}", flush=True)
     result = session.run()
     print(f"kronos-bt: {result.bars} bar(s) processed; journal {result.journal}")

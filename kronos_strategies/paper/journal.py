@@ -90,6 +90,12 @@ class Journal:
             "INSERT INTO events(ts, kind, message) VALUES (?, ?, ?)", (time.time(), kind, message)
         )
 
+    def events(self, kind: str | None = None) -> list[sqlite3.Row]:
+        """Session events, oldest first, optionally only those of one kind."""
+        if kind is None:
+            return self.db.execute("SELECT * FROM events ORDER BY id").fetchall()
+        return self.db.execute("SELECT * FROM events WHERE kind=? ORDER BY id", (kind,)).fetchall()
+
     # --- intents and orders --------------------------------------------------------------------------
     def record_intent(self, cid: str, bar_ts: int, side: str, otype: str, amount: float, price: float | None,
                       status: str = "pending", reason: str | None = None) -> None:  # fmt: skip

@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import backtrader as bt
 
@@ -25,6 +25,9 @@ from .config import PaperConfig
 from .exchange import ExchangeClient, make_exchange
 from .journal import Journal
 from .livefeed import CcxtLiveFeed, bar_ms, bt_timeframe, timeframe_ms
+
+if TYPE_CHECKING:
+    from .refit import LiveRefitter
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +70,9 @@ def credentials(config: PaperConfig, env: Mapping[str, str]) -> tuple[str | None
 class _Hooks:
     """Session state the wrapped strategy consults: which bars to skip, where to journal, when to stop."""
 
-    def __init__(
-        self, journal: Journal, feed: CcxtLiveFeed, resume_after: int | None, config: PaperConfig
-    ) -> None:
-        self.journal, self.feed, self.resume_after = journal, feed, resume_after
+    def __init__(self, journal: Journal, feed: CcxtLiveFeed, resume_after: int | None, config: PaperConfig,
+                 refitter: LiveRefitter | None = None) -> None:  # fmt: skip
+        self.journal, self.feed, self.resume_after, self.refitter = journal, feed, resume_after, refitter
         self.max_bars, self.until = config.max_bars, config.until_ms()
         self.bars = 0
 
@@ -88,6 +90,8 @@ class _Hooks:
             ts, ohlcv, cash=broker.getcash(), value=broker.getvalue(), size=pos.size, price=pos.price
         )
         self.bars += 1
+        if self.refitter is not None:  # between this bar and the next: the only place a model swaps
+            self.refitter.after_bar(data, ts)
         if (self.max_bars is not None and self.bars >= self.max_bars) or (
             self.until is not None and ts >= self.until
         ):
@@ -112,7 +116,8 @@ class PaperSession:
 
     def __init__(self, config: PaperConfig, strategy: type[bt.Strategy], params: Mapping[str, Any] | None = None,
                  *, live_confirmed: bool = False, env: Mapping[str, str] | None = None,
-                 sizer: tuple[type[bt.Sizer], dict[str, Any]] | None = None) -> None:  # fmt: skip
+                 sizer: tuple[type[bt.Sizer], dict[str, Any]] | None = None,
+                 refitter: LiveRefitter | None = None) -> None:  # fmt: skip
         if config.mode == "live" and not live_confirmed:
             raise LiveTradingRefused(
                 "live trading refused: the YAML says mode: live but --live was not given"
@@ -122,6 +127,7 @@ class PaperSession:
                 f"--live given but the YAML says mode: {config.mode}; set mode: live to trade live"
             )
         self.config, self.strategy, self.params, self.sizer = config, strategy, dict(params or {}), sizer
+        self.refitter = refitter  # walk-forward refits; its predictor feeds the indicator
         self._key, self._secret = credentials(config, os.environ if env is None else env)
 
     def build_client(self) -> ExchangeClient:
@@ -159,6 +165,9 @@ class PaperSession:
             last = journal.last_bar()
             step = timeframe_ms(client.exchange, c.timeframe)
             warmup = 500 if c.warmup is None else c.warmup
+            if self.refitter is not None:
+                warmup = max(warmup, self.refitter.history_bars())
+                self.refitter.resume(journal)
             since = None if last is None else last + step - warmup * step
             journal.event("start" if last is None else "restart", describe(c))
             frame, compression = bt_timeframe(step)
@@ -174,9 +183,13 @@ class PaperSession:
                 cerebro.broker.addcommissioninfo(FractionalCommission(commission=0.0))
             if self.sizer is not None:
                 cerebro.addsizer(self.sizer[0], **self.sizer[1])
-            hooks = _Hooks(journal, feed, last, c)
+            hooks = _Hooks(journal, feed, last, c, self.refitter)
             cerebro.addstrategy(session_strategy(self.strategy, hooks), **self.params)
-            strategies = cerebro.run()
+            try:
+                strategies = cerebro.run()
+            finally:
+                if self.refitter is not None:
+                    self.refitter.close()
             journal.event("stop", f"{hooks.bars} bar(s) processed")
             return SessionResult(hooks.bars, Path(c.journal), strategies[0] if strategies else None)
         finally:
