@@ -8,6 +8,10 @@ once as ``<out>/runs/<run_id>.json`` (the id hashes everything the run depends o
 or an interrupted sweep loses nothing and a re-run skips what is done. At the end: a tidy table
 (Parquet + CSV), a heatmap of the objective over the two most influential parameters and full
 tear-sheets of the best runs.
+
+With a ``finetune:`` (walk-forward) block the precompute is one task per (asset, model, fine-tuning
+settings): it trains each fold model once, in order, and forecasts every sampling variant with it, so
+the backtests load fold records and read forecasts but train nothing.
 """
 
 from __future__ import annotations
@@ -30,12 +34,29 @@ from tqdm.auto import tqdm
 from . import sweep_report
 from .config import BacktestConfig, load_config
 from .errors import ConfigError
-from .sweep_plan import OBJECTIVES, RunSpec, Shard, SweepConfig, SweepPlan, param_sets, plan_sweep
-from .sweep_tasks import ModelPlugin, backtest_run, identity, model_loads, precompute_shard, report_run
+from .sweep_plan import (
+    OBJECTIVES,
+    RunSpec,
+    Shard,
+    SweepConfig,
+    SweepPlan,
+    WalkForwardJob,
+    param_sets,
+    plan_sweep,
+)  # fmt: skip
+from .sweep_tasks import (
+    ModelPlugin,
+    backtest_run,
+    identity,
+    model_loads,
+    precompute_shard,
+    precompute_walkforward,
+    report_run,
+)  # fmt: skip
 
 __all__ = [
-    "OBJECTIVES", "RunSpec", "Shard", "SweepConfig", "SweepPlan", "SweepResult", "model_loads", "param_sets",
-    "plan_sweep", "run_sweep",
+    "OBJECTIVES", "RunSpec", "Shard", "SweepConfig", "SweepPlan", "SweepResult", "WalkForwardJob", "model_loads",
+    "param_sets", "plan_sweep", "run_sweep",
 ]  # fmt: skip
 
 # ----------------------------------------------------------------------------- client side
@@ -122,7 +143,8 @@ def run_sweep(
         done = plan.done()
         todo = [run for run in plan.runs if run.run_id not in done]
         groups = {run.group for run in todo}
-        shards = [s for s in plan.shards if s.group in groups]
+        shards: list[Shard | WalkForwardJob] = [s for s in plan.shards if s.group in groups]
+        shards += [job for job in (j.only(groups) for j in plan.walkforward) if job is not None]
         if client is None:
             bars: dict[str, Any] = plan.bars
             stats = _run_inline(plan, shards, todo, progress, on_result)
@@ -151,20 +173,29 @@ def run_sweep(
 def _tally(stats: dict[str, Any], kind: str, record: dict[str, Any]) -> None:
     if "error" in record:
         stats["errors"][record.get("run_id") or record.get("group")] = record["error"]
-    elif kind == "shard":
+    if kind == "shard":  # a walk-forward job's counts stand even when one of its groups failed
         stats["forecasts_computed"] += record["computed"]
         stats["forecasts_reused"] += record["cached"]
-    else:
+        stats["folds_trained"] += record.get("trained", 0)
+    elif "error" not in record:
         stats["backtest_forecasts_computed"] += record["forecasts"]["computed"]
 
 
 def _new_stats() -> dict[str, Any]:
-    return {"forecasts_computed": 0, "forecasts_reused": 0, "backtest_forecasts_computed": 0, "errors": {}}
+    return {"forecasts_computed": 0, "forecasts_reused": 0, "backtest_forecasts_computed": 0, "folds_trained": 0,
+            "errors": {}}  # fmt: skip
+
+
+def _precompute(shard: Shard | WalkForwardJob, bars: Any) -> dict[str, Any]:
+    """The precompute task of a forecast shard or of a walk-forward job."""
+    if isinstance(shard, WalkForwardJob):
+        return precompute_walkforward(shard, bars)
+    return precompute_shard(shard, bars)
 
 
 def _run_inline(
     plan: SweepPlan,
-    shards: list[Shard],
+    shards: list[Shard | WalkForwardJob],
     todo: list[RunSpec],
     progress: bool,
     on_result: Callable[[dict[str, Any]], None] | None,
@@ -173,7 +204,7 @@ def _run_inline(
     stats = _new_stats()
     with tqdm(total=len(shards) + len(todo), desc=f"sweep {plan.config.name}", disable=not progress) as bar:
         for shard in shards:
-            _tally(stats, "shard", precompute_shard(shard, plan.bars[shard.asset]))
+            _tally(stats, "shard", _precompute(shard, plan.bars[shard.asset]))
             bar.update()
         for run in todo:
             record = backtest_run(run, plan.bars[run.asset], str(plan.runs_dir))
@@ -187,24 +218,24 @@ def _run_inline(
 def _run_dask(
     plan: SweepPlan,
     bars: dict[str, Any],
-    shards: list[Shard],
+    shards: list[Shard | WalkForwardJob],
     todo: list[RunSpec],
     client: Client,
     progress: bool,
     on_result: Callable[[dict[str, Any]], None] | None,
 ) -> dict[str, Any]:
-    """Precompute shards, then backtests that depend on their group's shards, as dask tasks."""
+    """Precompute shards and walk-forward jobs, then backtests that depend on their group's, as dask tasks."""
     stats = _new_stats()
     token = uuid.uuid4().hex[:8]
     by_group: dict[str, list[Any]] = {}
     kinds: dict[str, str] = {}
     for k, shard in enumerate(shards):
         key = f"kronos-forecasts-{shard.asset}-{k}-{token}"
-        by_group.setdefault(shard.group, []).append(
-            client.submit(precompute_shard, shard, bars[shard.asset], key=key, pure=False)
-        )
+        future = client.submit(_precompute, shard, bars[shard.asset], key=key, pure=False)
+        for group in shard.groups if isinstance(shard, WalkForwardJob) else [shard.group]:
+            by_group.setdefault(group, []).append(future)
         kinds[key] = "shard"
-    futures = [f for fs in by_group.values() for f in fs]
+    futures = list({f.key: f for fs in by_group.values() for f in fs}.values())
     for run in todo:
         key = f"kronos-backtest-{run.run_id}-{token}"
         deps = by_group.get(run.group, [])

@@ -1,7 +1,9 @@
 """Sweep planning: the ``sweep:`` YAML block, its validation, and the expansion into runs and forecast shards.
 
 Runs are (asset x parameter set); each gets a ``run_id`` hashing everything its result depends on. Runs
-that need the same forecasts form a group, whose forecast bars are cut into date-range shards.
+that need the same forecasts form a group, whose forecast bars are cut into date-range shards. Groups
+with a ``finetune:`` (walk-forward) block instead become walk-forward jobs: one per (asset, model,
+fine-tuning settings), which trains each fold once and forecasts every sampling variant in turn.
 """
 
 from __future__ import annotations
@@ -25,13 +27,15 @@ from .errors import ConfigError
 from .feeds import DATASETS, data_fingerprint, slice_with_warmup
 from .runner import load_bars, strategy_classes
 
-__all__ = ["OBJECTIVES", "RunSpec", "Shard", "SweepConfig", "SweepPlan", "param_sets", "plan_sweep"]
+__all__ = [
+    "OBJECTIVES", "RunSpec", "Shard", "SweepConfig", "SweepPlan", "WalkForwardJob", "param_sets", "plan_sweep",
+]  # fmt: skip
 
 OBJECTIVES: tuple[str, ...] = (
     "sharpe", "sortino", "cagr", "total_return", "max_drawdown", "volatility", "hit_rate", "exposure", "turnover",
 )  # fmt: skip
 # Top-level sections whose keys may be swept; name/output/engine only change bookkeeping.
-_SWEEPABLE: tuple[str, ...] = ("indicator", "strategy", "broker", "model", "dates", "data")
+_SWEEPABLE: tuple[str, ...] = ("indicator", "strategy", "broker", "model", "dates", "data", "finetune")
 # Keys that change neither a forecast nor a trade, left out of run ids so moving the cache keeps results.
 _NOT_IN_RUN_ID: tuple[tuple[str, str], ...] = (("indicator", "cache_dir"), ("indicator", "batch_size"))
 
@@ -153,11 +157,6 @@ def _validate_sweep(section: SweepConfig, cfg: BacktestConfig) -> None:
             raise ConfigError(f"'sweep.{name}' must be >= {low}, got {getattr(section, name)}")
     if section.workers is not None and section.workers < 1:
         raise ConfigError(f"'sweep.workers' must be >= 1, got {section.workers}")
-    if "finetune" in cfg.sections:
-        raise ConfigError(
-            "a sweep cannot include a 'finetune:' (walk-forward) block yet: its fold models are not shared "
-            "between runs; sweep the walk-forward config with `kronos-bt run --set ...` one run at a time"
-        )
     base = _base_raw(cfg)
     for key, spec in section.params.items():
         _check_key(base, key, _choices(spec, key, section.method)[0])
@@ -221,6 +220,28 @@ class Shard:
 
 
 @dataclass
+class WalkForwardJob:
+    """Walk-forward precompute of one (asset, model, fine-tuning settings): one config per forecast group.
+
+    Its groups run one after another in one task, so no fold model is ever trained by two tasks at once.
+    """
+
+    key: str
+    asset: str
+    groups: list[str]
+    configs: list[BacktestConfig]
+
+    def only(self, groups: set[str]) -> WalkForwardJob | None:
+        """The job cut down to ``groups`` (None when none of its groups is left)."""
+        keep = [i for i, g in enumerate(self.groups) if g in groups]
+        if not keep:
+            return None
+        return WalkForwardJob(
+            self.key, self.asset, [self.groups[i] for i in keep], [self.configs[i] for i in keep]
+        )
+
+
+@dataclass
 class SweepPlan:
     """What a sweep will do: every run, the forecast shards, the bars per asset and where results go."""
 
@@ -230,6 +251,7 @@ class SweepPlan:
     shards: list[Shard]
     bars: dict[str, pd.DataFrame]
     out: Path
+    walkforward: list[WalkForwardJob] = field(default_factory=list)
 
     @property
     def runs_dir(self) -> Path:
@@ -254,23 +276,55 @@ def _run_id(raw: Mapping[str, Any], data_fp: str) -> str:
     return _digest({"config": payload, "bars": data_fp})
 
 
+def _finetune_settings(
+    cfg: BacktestConfig, *, drop: tuple[str, ...] = ("progress",)
+) -> dict[str, Any] | None:
+    """The ``finetune:`` block as a mapping without keys that change no fold model (None: no walk-forward)."""
+    section = cfg.sections.get("finetune")
+    if section is None:
+        return None
+    return {k: v for k, v in dataclasses.asdict(section).items() if k not in drop}
+
+
 def _forecast_group(asset: str, cfg: BacktestConfig) -> str:
     """Runs in one group need the same forecasts (``every`` only picks which of them)."""
     ind = cfg.indicator
     return _digest([asset, dataclasses.astuple(cfg.model), cfg.dates.start, cfg.dates.end, ind.lookback,
-                    ind.pred_len, ind.sample_count, ind.T, ind.top_k, ind.top_p, ind.seed])  # fmt: skip
+                    ind.pred_len, ind.sample_count, ind.T, ind.top_k, ind.top_p, ind.seed,
+                    _finetune_settings(cfg)])  # fmt: skip
+
+
+def _gcd_every(runs: list[RunSpec]) -> BacktestConfig:
+    """The first run's config forecasting every bar any run of the group needs (gcd of their ``every``)."""
+    cfg = copy.copy(runs[0].config)
+    every = math.gcd(*(run.config.indicator.every for run in runs))
+    cfg.indicator = dataclasses.replace(cfg.indicator, every=every)
+    return cfg
+
+
+def _walkforward_jobs(groups: dict[str, list[RunSpec]]) -> list[WalkForwardJob]:
+    """One job per (asset, model, fine-tuning settings); sampling variants sharing fold models stay together."""
+    jobs: dict[str, WalkForwardJob] = {}
+    for group, runs in groups.items():
+        cfg = runs[0].config
+        settings = _finetune_settings(cfg, drop=("progress", "compare_base"))
+        if settings is None:
+            continue
+        key = _digest([runs[0].asset, dataclasses.astuple(cfg.model), settings])
+        job = jobs.setdefault(key, WalkForwardJob(key, runs[0].asset, [], []))
+        job.groups.append(group)
+        job.configs.append(_gcd_every(runs))
+    return list(jobs.values())
 
 
 def _shards(group: str, asset: str, runs: list[RunSpec], bars: pd.DataFrame, workers: int) -> list[Shard]:
     """Split a group's forecast bars into contiguous date ranges, at least one batch each."""
-    cfg = copy.copy(runs[0].config)
-    every = math.gcd(*(run.config.indicator.every for run in runs))
-    cfg.indicator = dataclasses.replace(cfg.indicator, every=every)
+    cfg = _gcd_every(runs)
     lb = cfg.indicator.lookback
     frame, _ = slice_with_warmup(bars, cfg.dates.start, cfg.dates.end, warmup=lb - 1)
     if len(frame) < lb + 2:
         return []  # too short: each run reports InsufficientHistoryError itself
-    positions = list(range(lb - 1, len(frame), every))
+    positions = list(range(lb - 1, len(frame), cfg.indicator.every))
     size = max(cfg.indicator.batch_size, math.ceil(len(positions) / (2 * workers)))
     chunks = [positions[i : i + size] for i in range(0, len(positions), size)]
     return [Shard(group, asset, cfg, frame.index[c[0] - lb + 1], frame.index[c[-1]], len(c)) for c in chunks]
@@ -324,5 +378,8 @@ def plan_sweep(
     groups: dict[str, list[RunSpec]] = {}
     for run in runs:
         groups.setdefault(run.group, []).append(run)
-    shards = [s for g, rs in groups.items() for s in _shards(g, rs[0].asset, rs, bars[rs[0].asset], workers)]
-    return SweepPlan(cfg, section, runs, shards, bars, out_dir)
+    jobs = _walkforward_jobs(groups)
+    in_jobs = {g for job in jobs for g in job.groups}
+    shards = [s for g, rs in groups.items() if g not in in_jobs
+              for s in _shards(g, rs[0].asset, rs, bars[rs[0].asset], workers)]  # fmt: skip
+    return SweepPlan(cfg, section, runs, shards, bars, out_dir, jobs)

@@ -137,6 +137,8 @@ def summary_text(
         f"backtests computed {summary['backtest_forecasts_computed']} more; model loads per worker: "
         f"{sorted(summary['model_loads'].values())}",
     ]
+    if summary.get("folds_trained"):
+        lines.append(f"walk-forward: {summary['folds_trained']} fold models trained before the backtests")
     for run_id, message in summary["errors"].items():
         lines.append(f"failed {run_id}: {message}")
     if len(table):

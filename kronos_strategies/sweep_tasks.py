@@ -1,4 +1,5 @@
-"""Sweep tasks run on dask workers: the model loaded once per process, forecast shards, backtests, reports."""
+"""Sweep tasks run on dask workers: the model loaded once per process, forecast shards, walk-forward
+precomputes, backtests, reports."""
 
 from __future__ import annotations
 
@@ -18,12 +19,16 @@ from distributed import WorkerPlugin
 
 from kronos_model.errors import KronosError
 
-from .config import ModelConfig
-from .feeds import make_feed
+from . import walkforward
+from .config import BacktestConfig, ModelConfig
+from .feeds import make_feed, slice_with_warmup
 from .runner import indicator_params, load_model, run_backtest, strategy_classes
-from .sweep_plan import RunSpec, Shard
+from .sweep_plan import RunSpec, Shard, WalkForwardJob
 
-__all__ = ["ModelPlugin", "backtest_run", "model_loads", "precompute_shard", "report_run", "worker_predictor"]
+__all__ = [
+    "ModelPlugin", "backtest_run", "model_loads", "precompute_shard", "precompute_walkforward", "report_run",
+    "worker_predictor",
+]  # fmt: skip
 
 _MODELS: dict[tuple[Any, ...], Any] = {}
 _MODEL_LOADS: list[int] = [0]
@@ -72,16 +77,22 @@ class _ForecastOnly(bt.Strategy):
         self.kronos = self.p.indicator(self.data, **self.p.indicator_params)
 
 
+def _fill_cache(cfg: BacktestConfig, frame: pd.DataFrame, predictor: Any, name: str) -> Any:
+    """Run the indicator alone over ``frame`` so its forecasts land in the cache; its forecast stats."""
+    indicator, _ = strategy_classes(cfg)
+    cerebro = bt.Cerebro(stdstats=False, runonce=True, preload=True)
+    cerebro.adddata(make_feed(frame, name=name))
+    params = indicator_params(cfg, predictor) | {"progress": False}
+    cerebro.addstrategy(_ForecastOnly, indicator=indicator, indicator_params=params)
+    return cerebro.run()[0].kronos.stats
+
+
 def precompute_shard(shard: Shard, bars: pd.DataFrame) -> dict[str, Any]:
     """Forecast every window of one shard into the cache; counts of windows computed and reused."""
     cfg = shard.config
     try:
-        indicator, _ = strategy_classes(cfg)
-        cerebro = bt.Cerebro(stdstats=False, runonce=True, preload=True)
-        cerebro.adddata(make_feed(bars.loc[shard.first : shard.last], name=shard.asset))
-        params = indicator_params(cfg, worker_predictor(cfg.model)) | {"progress": False}
-        cerebro.addstrategy(_ForecastOnly, indicator=indicator, indicator_params=params)
-        stats = cerebro.run()[0].kronos.stats
+        frame = bars.loc[shard.first : shard.last]
+        stats = _fill_cache(cfg, frame, worker_predictor(cfg.model), shard.asset)
     except KronosError as exc:  # the runs of this group will report it
         return {"group": shard.group, "windows": 0, "computed": 0, "cached": 0, "error": str(exc)}
     return {
@@ -90,6 +101,41 @@ def precompute_shard(shard: Shard, bars: pd.DataFrame) -> dict[str, Any]:
         "computed": stats.computed,
         "cached": stats.cache_hits,
     }
+
+
+def precompute_walkforward(job: WalkForwardJob, bars: pd.DataFrame) -> dict[str, Any]:
+    """Train (or load) every fold of one walk-forward job once and forecast each of its groups into the caches.
+
+    The groups run one after another, so the backtests after it only load fold records and read forecasts.
+    """
+    record: dict[str, Any] = {
+        "group": job.key,
+        "groups": job.groups,
+        "trained": 0,
+        "computed": 0,
+        "cached": 0,
+    }
+    for cfg in job.configs:
+        lookback = cfg.indicator.lookback
+        try:  # the traded span as the runner sets it: from the first bar with a full lookback window
+            frame, start = slice_with_warmup(bars, cfg.dates.start, cfg.dates.end, warmup=lookback - 1)
+            if len(frame) < lookback + 2:
+                continue  # too short: each run reports InsufficientHistoryError itself
+            start = max(start, frame.index[lookback - 1])
+            result = walkforward.walkforward_for(
+                cfg, worker_predictor(cfg.model), bars, start, frame.index[-1]
+            )
+            # the indicator's own cache entries (keyed by the walk-forward model), served from the fold forecasts
+            _fill_cache(cfg, frame, result.predictor, job.asset)
+        except KronosError as exc:  # the runs of this group will report it
+            record.setdefault("error", f"{type(exc).__name__}: {exc}")
+            continue
+        served = sum(len(o.positions) * (2 if o.base_forecasts is not None else 1) for o in result.folds)
+        computed = sum(o.computed for o in result.folds)
+        record["trained"] += result.trained
+        record["computed"] += computed + result.predictor.computed
+        record["cached"] += served - computed
+    return record
 
 
 def identity(value: Any) -> Any:

@@ -52,6 +52,7 @@ __all__ = [
     "make_schedule",
     "prepare_backtest",
     "run_walkforward",
+    "walkforward_for",
 ]
 
 log = logging.getLogger(__name__)
@@ -618,6 +619,20 @@ def _log_fold(o: FoldOutcome, total: int, bar: Any) -> None:
 # backtest hook
 
 
+def walkforward_for(
+    cfg: BacktestConfig, predictor: Any, bars: pd.DataFrame, start: object, end: object
+) -> WalkForwardResult:
+    """Train (or load) and forecast every fold of the ``finetune:`` block of ``cfg`` (sweeps precompute this)."""
+    settings: WalkForwardConfig = cfg.sections["finetune"]
+    spec = ForecastSpec.from_config(cfg)
+    folds = make_schedule(bars.index, start, end, every=settings.every, window=settings.window)
+    cache_root = Path(cfg.indicator.cache_dir or DEFAULT_CACHE)
+    fold_dir = Path(settings.cache_dir) if settings.cache_dir else cache_root / "walkforward"
+    cache = ForecastCache(cfg.indicator.cache_dir) if cfg.indicator.cache_dir else None
+    return run_walkforward(predictor, bars, folds, settings, spec, fold_dir=fold_dir, cache=cache,
+                           progress=settings.progress and cfg.engine.progress)  # fmt: skip
+
+
 def prepare_backtest(
     cfg: BacktestConfig,
     predictor: Any,
@@ -632,14 +647,7 @@ def prepare_backtest(
     ``bars`` are all bars of the data (training history included), ``start`` / ``end`` the first and last
     traded bars. The walk-forward report is written into ``report_dir`` when given.
     """
-    settings: WalkForwardConfig = cfg.sections["finetune"]
-    spec = ForecastSpec.from_config(cfg)
-    folds = make_schedule(bars.index, start, end, every=settings.every, window=settings.window)
-    cache_root = Path(cfg.indicator.cache_dir or DEFAULT_CACHE)
-    fold_dir = Path(settings.cache_dir) if settings.cache_dir else cache_root / "walkforward"
-    cache = ForecastCache(cfg.indicator.cache_dir) if cfg.indicator.cache_dir else None
-    result = run_walkforward(predictor, bars, folds, settings, spec, fold_dir=fold_dir, cache=cache,
-                             progress=settings.progress and cfg.engine.progress)  # fmt: skip
+    result = walkforward_for(cfg, predictor, bars, start, end)
     if report_dir is not None:
         from .walkforward_report import write_walkforward_report
 

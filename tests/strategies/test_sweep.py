@@ -268,3 +268,96 @@ def test_cli_sweep_reads_yaml_and_rejects_bad_keys(reference, tmp_path, capsys):
     assert main(args) == 0
     assert f"{len(ref.table)} runs (0 run now, {len(ref.table)} already done)" in capsys.readouterr().out
     pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), ref.table)
+
+
+# ----------------------------------------------------------------------------- walk-forward inside a sweep
+
+WF_BARS = 200  # 100 bars of history, then 3 folds of 40, 40 and 20 traded bars
+WF_STEPS = (1, 2)
+WF_FOLDS = 3
+
+
+def _wf_raw(sp500, tmp_path: Path, tiny_dir: Path, cache: Path) -> dict:
+    """A one-asset sweep over thresholds x fine-tuning steps, with a refit every 40 bars."""
+    path = tmp_path / "wf.csv"
+    if not path.exists():
+        sp500.iloc[2000 : 2000 + WF_BARS].to_csv(path, index_label="timestamp")
+    raw = _raw({"early": path}, tiny_dir, cache)  # one asset, named like the other tests' first
+    raw["dates"] = {"start": str(sp500.index[2100].date())}
+    raw["finetune"] = {"every": 40, "window": 80, "steps": 2, "batch_size": 8, "val_bars": 20,
+                       "max_val_windows": 4, "compare_base": False, "progress": False}  # fmt: skip
+    raw["sweep"]["params"] = {"strategy.params.enter": list(ENTER), "finetune.steps": list(WF_STEPS)}
+    return raw
+
+
+def test_plan_walkforward_jobs_split_by_finetune_settings(sp500, tiny_dir, tmp_path):
+    """Each finetune.steps value is its own job; sampling variants of one job share its fold models."""
+    raw = _wf_raw(sp500, tmp_path, tiny_dir, tmp_path / "cache")
+    plan = plan_sweep(raw, out=tmp_path / "out")
+    assert not plan.shards and len(plan.walkforward) == len(WF_STEPS)
+    assert len({run.group for run in plan.runs}) == len(WF_STEPS)
+    assert sorted(job.configs[0].sections["finetune"].steps for job in plan.walkforward) == list(WF_STEPS)
+    raw["sweep"]["params"]["indicator.sample_count"] = [4, 6]
+    plan = plan_sweep(raw, out=tmp_path / "out")
+    assert len(plan.walkforward) == len(WF_STEPS) and len({run.group for run in plan.runs}) == 2 * len(WF_STEPS)
+    assert all(len(job.groups) == 2 for job in plan.walkforward)
+
+
+def test_walkforward_sweep_trains_each_fold_once_before_the_backtests(sp500, tiny_dir, tmp_path, monkeypatch):
+    """In-process: the precompute trains and forecasts everything; the backtests train and compute nothing."""
+    from kronos_model import KronosPredictor
+    from kronos_strategies import sweep, walkforward
+
+    phase = ["precompute"]
+    finetunes = {"precompute": 0, "backtest": 0}
+    windows = {"precompute": 0, "backtest": 0}
+    real_finetune, real_forecast, real_backtest = walkforward.finetune, KronosPredictor.forecast_batch, sweep.backtest_run
+
+    def counting_finetune(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        finetunes[phase[0]] += 1
+        return real_finetune(*args, **kwargs)
+
+    def counting_forecast(self, df_list, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        windows[phase[0]] += len(df_list)
+        return real_forecast(self, df_list, *args, **kwargs)
+
+    def backtest_phase(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        phase[0] = "backtest"
+        return real_backtest(*args, **kwargs)
+
+    monkeypatch.setattr(walkforward, "finetune", counting_finetune)
+    monkeypatch.setattr(KronosPredictor, "forecast_batch", counting_forecast)
+    monkeypatch.setattr(sweep, "backtest_run", backtest_phase)
+    raw = _wf_raw(sp500, tmp_path, tiny_dir, tmp_path / "cache")
+    result = run_sweep(raw, scheduler="sequential", out=tmp_path / "out")
+    traded = WF_BARS - 100
+    assert finetunes == {"precompute": WF_FOLDS * len(WF_STEPS), "backtest": 0}
+    assert windows == {"precompute": traded * len(WF_STEPS), "backtest": 0}
+    s = result.summary
+    assert (s["folds_trained"], s["forecasts_computed"]) == (WF_FOLDS * len(WF_STEPS), traded * len(WF_STEPS))
+    assert s["backtest_forecasts_computed"] == 0 and not s["errors"] and len(result.table) == 4
+    fold_files = list((tmp_path / "cache" / "walkforward").glob("*/fold.json"))
+    assert len(fold_files) == WF_FOLDS * len(WF_STEPS)
+    # a second sweep over the same caches (new output folder) trains and computes nothing at all
+    phase[0] = "precompute"
+    again = run_sweep(raw, scheduler="sequential", out=tmp_path / "out2")
+    assert sum(finetunes.values()) == WF_FOLDS * len(WF_STEPS) and sum(windows.values()) == traded * len(WF_STEPS)
+    assert (again.summary["folds_trained"], again.summary["forecasts_computed"]) == (0, 0)
+    pd.testing.assert_frame_equal(again.table, result.table)
+
+
+def test_walkforward_sweep_on_the_cluster_equals_one_by_one_runs(client, sp500, tiny_dir, tmp_path):
+    raw = _wf_raw(sp500, tmp_path, tiny_dir, tmp_path / "cache")
+    result = run_sweep(raw, scheduler=client, out=tmp_path / "out")
+    s = result.summary
+    assert not s["errors"] and len(result.table) == len(ENTER) * len(WF_STEPS)
+    assert s["folds_trained"] == WF_FOLDS * len(WF_STEPS)  # summed over the tasks: no fold trained twice
+    assert len(list((tmp_path / "cache" / "walkforward").glob("*/fold.json"))) == s["folds_trained"]
+    assert s["forecasts_computed"] == (WF_BARS - 100) * len(WF_STEPS) and s["backtest_forecasts_computed"] == 0
+    base = {k: v for k, v in raw.items() if k != "sweep"}
+    for row in result.table.to_dict("records"):
+        cfg = load_config(base, [f"strategy.params.enter={row['strategy.params.enter']}",
+                                 f"finetune.steps={row['finetune.steps']}", f"indicator.cache_dir={tmp_path / 'solo'}"])  # fmt: skip
+        solo = run_backtest(cfg, write_reports=False).metrics
+        for metric in METRICS:
+            assert _same(row[metric], solo[metric]), (row["finetune.steps"], metric, row[metric], solo[metric])
