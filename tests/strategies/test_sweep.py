@@ -92,6 +92,7 @@ def reference(client, assets, tiny_dir, tmp_path_factory):
         ("brokr.cash", r"sweep key 'brokr.cash' cannot be swept"),
         ("output.dir", r"sweep key 'output.dir' cannot be swept"),
         ("broker.cash.usd", r"sweep key 'broker.cash.usd': 'broker.cash' is a value"),
+        ("finetune.stepz", r"bad sweep key 'finetune.stepz'.*did you mean 'finetune.steps'"),
     ],
 )
 def test_bad_sweep_keys_are_named(assets, tiny_dir, tmp_path, key, message):
@@ -299,7 +300,8 @@ def test_plan_walkforward_jobs_split_by_finetune_settings(sp500, tiny_dir, tmp_p
     assert sorted(job.configs[0].sections["finetune"].steps for job in plan.walkforward) == list(WF_STEPS)
     raw["sweep"]["params"]["indicator.sample_count"] = [4, 6]
     plan = plan_sweep(raw, out=tmp_path / "out")
-    assert len(plan.walkforward) == len(WF_STEPS) and len({run.group for run in plan.runs}) == 2 * len(WF_STEPS)
+    assert len(plan.walkforward) == len(WF_STEPS)
+    assert len({run.group for run in plan.runs}) == 2 * len(WF_STEPS)
     assert all(len(job.groups) == 2 for job in plan.walkforward)
 
 
@@ -311,7 +313,8 @@ def test_walkforward_sweep_trains_each_fold_once_before_the_backtests(sp500, tin
     phase = ["precompute"]
     finetunes = {"precompute": 0, "backtest": 0}
     windows = {"precompute": 0, "backtest": 0}
-    real_finetune, real_forecast, real_backtest = walkforward.finetune, KronosPredictor.forecast_batch, sweep.backtest_run
+    real_finetune, real_forecast = walkforward.finetune, KronosPredictor.forecast_batch
+    real_backtest = sweep.backtest_run
 
     def counting_finetune(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         finetunes[phase[0]] += 1
@@ -341,7 +344,8 @@ def test_walkforward_sweep_trains_each_fold_once_before_the_backtests(sp500, tin
     # a second sweep over the same caches (new output folder) trains and computes nothing at all
     phase[0] = "precompute"
     again = run_sweep(raw, scheduler="sequential", out=tmp_path / "out2")
-    assert sum(finetunes.values()) == WF_FOLDS * len(WF_STEPS) and sum(windows.values()) == traded * len(WF_STEPS)
+    assert sum(finetunes.values()) == WF_FOLDS * len(WF_STEPS)
+    assert sum(windows.values()) == traded * len(WF_STEPS)
     assert (again.summary["folds_trained"], again.summary["forecasts_computed"]) == (0, 0)
     pd.testing.assert_frame_equal(again.table, result.table)
 
@@ -353,11 +357,13 @@ def test_walkforward_sweep_on_the_cluster_equals_one_by_one_runs(client, sp500, 
     assert not s["errors"] and len(result.table) == len(ENTER) * len(WF_STEPS)
     assert s["folds_trained"] == WF_FOLDS * len(WF_STEPS)  # summed over the tasks: no fold trained twice
     assert len(list((tmp_path / "cache" / "walkforward").glob("*/fold.json"))) == s["folds_trained"]
-    assert s["forecasts_computed"] == (WF_BARS - 100) * len(WF_STEPS) and s["backtest_forecasts_computed"] == 0
+    assert s["forecasts_computed"] == (WF_BARS - 100) * len(WF_STEPS)
+    assert s["backtest_forecasts_computed"] == 0
     base = {k: v for k, v in raw.items() if k != "sweep"}
     for row in result.table.to_dict("records"):
         cfg = load_config(base, [f"strategy.params.enter={row['strategy.params.enter']}",
                                  f"finetune.steps={row['finetune.steps']}", f"indicator.cache_dir={tmp_path / 'solo'}"])  # fmt: skip
         solo = run_backtest(cfg, write_reports=False).metrics
         for metric in METRICS:
-            assert _same(row[metric], solo[metric]), (row["finetune.steps"], metric, row[metric], solo[metric])
+            got = (row["finetune.steps"], metric, row[metric], solo[metric])
+            assert _same(row[metric], solo[metric]), got
