@@ -193,7 +193,7 @@ def write_model_card(out: Path, tok: dict, pred: dict, summary: dict[str, Any]) 
 **This is not the released Kronos.** It is a {summary["params_millions"]:.2f}M-parameter model with the Kronos architecture
 (BSQ tokenizer + decoder-only predictor), trained from scratch by `make train-default`; these weights
 come from `{summary["command"]}`, which took {summary["wall_seconds"]:.0f} s on device `{pred["device"]}`
-(on 2 CPU cores the default command takes roughly 12-15 minutes). Runs on other devices,
+(measured on CPU: the same command used 2088 CPU-seconds, i.e. about 17-18 minutes on 2 dedicated cores; 32 min wall on a 2-core machine shared with other jobs, and it reproduced the shipped validation losses to 3 digits). Runs on other devices,
 thread counts or torch versions give weights that differ at float precision; the recipe, seed and data
 fingerprint below are fixed. It exists so that kronos-bt works
 offline out of the box and in tests. For real use, load a released checkpoint from the hub
