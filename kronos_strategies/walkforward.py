@@ -422,7 +422,7 @@ def _pair_predictor(model: Any, tokenizer: Any, like: Any) -> Any:
                            clip=getattr(like, "clip", 5))  # fmt: skip
 
 
-def _load_fold(directory: Path, fingerprint: str, like: Any) -> Any:
+def load_fold(directory: Path, fingerprint: str, like: Any) -> Any:
     """Load a stored fold pair and check it is the model that was recorded."""
     from kronos_model import Kronos, KronosTokenizer
 
@@ -573,7 +573,7 @@ def run_walkforward(
             record = json.loads((directory / FOLD_FILE).read_text())
             slot = _Slot(
                 record["fingerprint"],
-                lambda d=directory, f=record["fingerprint"]: _load_fold(d, f, predictor),
+                lambda d=directory, f=record["fingerprint"]: load_fold(d, f, predictor),
             )
             trained = False
         else:

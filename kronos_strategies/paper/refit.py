@@ -30,7 +30,7 @@ from kronos_strategies.walkforward import (
     Fold,
     ForecastSpec,
     WalkForwardConfig,
-    _load_fold,
+    load_fold,
     run_walkforward,
 )
 
@@ -123,7 +123,7 @@ class LiveRefitter:
             return
         last = json.loads(swaps[-1]["message"])
         try:
-            model = _load_fold(self.fold_dir / last["key"], last["fingerprint"], self.base)
+            model = load_fold(self.fold_dir / last["key"], last["fingerprint"], self.base)
         except (OSError, KronosError) as exc:  # a deleted or foreign cache: trade on with the base model
             journal.event("refit_failed", f"cannot restore fold {last['fold']} ({exc}); using the base model")
             return
