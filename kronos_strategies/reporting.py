@@ -187,8 +187,6 @@ def plot_backtest(
     title: str = "",
 ) -> Path:
     """Close price with the forecast band (drawn at the bar it forecasts) and buy/sell markers; PNG."""
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(12, 5), dpi=110)
     ax.plot(close.index, close.to_numpy(), color="black", lw=0.9, label="close")
     # The band made at bar t describes bar t + horizon: shift it forward so it lines up with that bar.
@@ -203,22 +201,13 @@ def plot_backtest(
         ax.scatter(
             sells["executed"], sells["price"], marker="v", color="tab:red", s=28, label="sell", zorder=3
         )
-    ax.set_title(title)
-    ax.legend(loc="upper left", fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    fig.savefig(output)
-    plt.close(fig)
-    return output
+    return _finish_time_chart(fig, ax, title, output)
 
 
 def plot_fan(
     history: pd.Series, forecast: Forecast, *, output: str | Path, quantiles: Sequence[float] = (0.1, 0.9)
 ) -> Path:
     """Fan chart: the last history closes, the sample-path quantile band and the mean path; PNG."""
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(10, 4.5), dpi=110)
     ax.plot(history.index, history.to_numpy(), color="black", lw=1.0, label="history")
     steps = forecast.timestamps
@@ -228,12 +217,25 @@ def plot_fan(
     for path in forecast.paths("close")[: min(20, forecast.sample_count)]:
         ax.plot(steps, path, color="tab:blue", alpha=0.15, lw=0.6)
     ax.plot(steps, forecast.mean[:, forecast.columns.index("close")], color="tab:blue", lw=1.5, label="mean")
-    ax.set_title(f"Kronos forecast: {forecast.sample_count} paths, {forecast.pred_len} bars")
+    title = f"Kronos forecast: {forecast.sample_count} paths, {forecast.pred_len} bars"
+    return _finish_time_chart(fig, ax, title, output)
+
+
+def _finish_time_chart(fig: Any, ax: Any, title: str, output: str | Path) -> Path:
+    """Title, legend, grid and dated x axis of a price chart, then save it."""
+    ax.set_title(title)
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=0.3)
     fig.autofmt_xdate()
+    return save_figure(fig, output)
+
+
+def save_figure(fig: Any, output: str | Path, dpi: int | None = None) -> Path:
+    """Lay out, write (creating the folder) and close a matplotlib figure; the one place reports save PNGs."""
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(output)
+    fig.savefig(output, dpi=dpi)
     plt.close(fig)
     return output
 

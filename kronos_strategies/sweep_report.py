@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import reporting  # noqa: F401 - importing it selects matplotlib's Agg backend
+from . import reporting  # importing it also selects matplotlib's Agg backend
 
 __all__ = ["build_table", "importance", "plot_objective", "summary_text", "write_outputs"]
 
@@ -90,11 +90,7 @@ def plot_objective(
         ax.bar([str(a) for a in means.index], means.to_numpy())
         ax.set_ylabel(objective)
     ax.set_title(title)
-    fig.tight_layout()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output, dpi=110)
-    plt.close(fig)
-    return output
+    return reporting.save_figure(fig, output, dpi=110)
 
 
 def write_outputs(

@@ -18,7 +18,7 @@ import pandas as pd
 
 from kronos_model.metrics import crps_samples, hit_rate, mae
 
-from .reporting import write_json
+from .reporting import save_figure, write_json
 
 __all__ = ["fold_table", "skill", "write_walkforward_report"]
 
@@ -167,10 +167,7 @@ def _plot(table: pd.DataFrame, output: Path) -> Path:
     axes[0].legend()
     axes[1].set_xticks(x, labels, rotation=45, ha="right")
     axes[1].set_xlabel("fold (first traded bar)")
-    fig.tight_layout()
-    fig.savefig(output, dpi=110)
-    plt.close(fig)
-    return output
+    return save_figure(fig, output, dpi=110)
 
 
 def write_walkforward_report(
