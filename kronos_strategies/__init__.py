@@ -7,7 +7,7 @@ dask and ccxt load only when a name that needs them is touched.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 # public name -> module (relative to this package) that defines it
 _EXPORTS: dict[str, str] = {
@@ -50,23 +50,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
-
-
-if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily
-    from .cache import ForecastCache
-    from .config import BacktestConfig, load_config
-    from .errors import (
-        ConfigError,
-        ExchangeError,
-        KronosError,
-        LookaheadError,
-        OrderRejectedError,
-        TemporaryExchangeError,
-    )
-    from .feeds import KronosFeed, load_dataset, make_feed, read_ohlcv
-    from .indicator import KronosSignal
-    from .reporting import performance_metrics, write_tearsheet
-    from .runner import BacktestResult, run_backtest
-    from .strategy import KronosStrategy
-    from .sweep import run_sweep
-    from .walkforward import WalkForwardConfig, run_walkforward
