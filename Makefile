@@ -19,7 +19,7 @@ test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 test-all: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not gpu and not hub"
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not gpu and not hub" $(PYTEST_ARGS)
 
 lint quality: $(STAMP)
 	$(BIN)/ruff check .
