@@ -12,6 +12,7 @@ from kronos_model.errors import KronosError
 # Each module defines ``register(subparsers)`` which adds its sub-command(s) and sets ``func``.
 COMMAND_MODULES: tuple[str, ...] = (
     "kronos_strategies.commands.backtest",  # run, forecast
+    "kronos_strategies.commands.dashboard",  # dashboard
     "kronos_strategies.commands.evaluate",  # evaluate
     "kronos_strategies.commands.finetune",  # finetune
     "kronos_strategies.commands.paper",  # paper, paper report, emulator
