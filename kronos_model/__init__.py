@@ -6,7 +6,17 @@ Checkpoint-compatible with the released NeoQuasar/Kronos-* weights; never import
 from __future__ import annotations
 
 from .config import KronosConfig, KronosTokenizerConfig
-from .errors import CheckpointError, DataError, KronosError
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    ExchangeError,
+    HubUnavailableError,
+    KronosError,
+    LookaheadError,
+    SamplingError,
+    TrainingError,
+)
 from .forecast import Forecast
 from .predictor import KronosPredictor
 from .tokenizer import KronosTokenizer
@@ -14,7 +24,13 @@ from .transformer import Kronos
 
 __all__ = [
     "CheckpointError",
+    "ConfigError",
     "DataError",
+    "ExchangeError",
+    "HubUnavailableError",
+    "LookaheadError",
+    "SamplingError",
+    "TrainingError",
     "Forecast",
     "Kronos",
     "KronosConfig",

@@ -1,4 +1,23 @@
-"""Exceptions raised by kronos_model; every message names the problem and how to fix it."""
+"""The one exception tree of kronos-bt (model, backtests, exchanges, trading); every message names the problem
+and how to fix it. It lives on the model side, imports nothing, and ``kronos_strategies.errors`` re-exports it.
+
+KronosError
+├── ConfigError (ValueError)          a YAML key, CLI option or parameter is invalid
+│   ├── FinetuneConfigError           a fine-tuning setting is out of range
+│   └── LiveTradingRefused            live orders need ``mode: live`` in the YAML *and* ``--live``
+├── DataError (ValueError)            input bars cannot be used (column, row or timestamp named)
+├── SamplingError (ValueError)        temperature / top-k / top-p / sample_count out of range
+├── CheckpointError                   missing, not safetensors, or not matching the config
+│   └── HubUnavailableError           the hub cannot be reached (offline)
+├── TrainingError                     training cannot go on (diverged, a rank failed, nothing to train on)
+├── LookaheadError                    something would use bars at or after the bar it serves
+└── ExchangeError                     an exchange request failed
+    ├── ExchangeAuthError             key or signature refused: never retried
+    ├── OrderNotFoundError            the exchange knows no such order
+    ├── OrderRejectedError            funds, limits, invalid: not retried
+    └── TemporaryExchangeError        network, timeout, unavailable: reconcile and retry
+        └── RateLimitedError          429/418: wait ``retry_after`` seconds
+"""
 
 from __future__ import annotations
 
@@ -53,3 +72,47 @@ class HubUnavailableError(CheckpointError, ConnectionError):
 
 class LookaheadError(KronosError):
     """A model, cache entry or forecast would use bars at or after the bar it serves."""
+
+
+class ConfigError(KronosError, ValueError):
+    """A YAML backtest, CLI option or parameter is invalid; the message names the key and what is expected."""
+
+
+class FinetuneConfigError(ConfigError):
+    """A fine-tuning setting is out of range; the message names the field and the allowed values."""
+
+
+class LiveTradingRefused(ConfigError):
+    """Live mode needs both ``mode: live`` in the YAML and ``--live`` on the command line."""
+
+
+class TrainingError(KronosError):
+    """Training cannot go on (diverged, a distributed rank failed, no windows to train on)."""
+
+
+class ExchangeError(KronosError):
+    """An exchange request failed; see the subclasses for whether it is retried."""
+
+
+class ExchangeAuthError(ExchangeError):
+    """The exchange refused the API key or signature: fix the key environment variables; never retried."""
+
+
+class OrderNotFoundError(ExchangeError):
+    """The exchange knows no order with that id: it never arrived, or the id is wrong; nothing to reconcile."""
+
+
+class OrderRejectedError(ExchangeError):
+    """The exchange refused the order (funds, limits, invalid): not retried; the strategy is told why."""
+
+
+class TemporaryExchangeError(ExchangeError):
+    """Network, timeout, rate-limit or unavailable: may have happened; reconcile, back off and retry."""
+
+
+class RateLimitedError(TemporaryExchangeError):
+    """HTTP 429/418: wait ``retry_after`` seconds (from the Retry-After header when sent), then retry."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
