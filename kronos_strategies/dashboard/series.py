@@ -57,8 +57,9 @@ def close_prices(manifest: Any) -> pd.Series | None:
     data = config.get("data") if isinstance(config, dict) else None
     if not isinstance(data, dict) or data.get("source") == "ccxt":
         return None
-    try:
-        cfg = load_config(config)
+    try:  # only the data section matters; the rest may come from another version of the config schema
+        cfg = load_config({"data": data})
+        cfg.source = manifest.get("config_file")  # a relative data.path may sit beside the YAML
         return load_bars(cfg)["close"]
     except Exception:  # noqa: BLE001 - any failure means: no price series on the page, not a crash
         return None
