@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import math
+import warnings
 from typing import Any
 
 import backtrader as bt
@@ -14,10 +16,12 @@ from .indicator import KronosSignal
 __all__ = ["STRATEGIES", "FractionalCommission", "KronosStrategy", "configure_broker", "load_object"]
 
 # Short names accepted in YAML ``strategy.name``; anything else is read as ``module:Class``.
+# The repository's strategies/ folder is installed as the package ``kronos_strategies.builtin``.
 STRATEGIES: dict[str, str] = {
-    "threshold": "strategies.threshold:ThresholdStrategy",
-    "vol_target": "strategies.vol_target:VolTargetStrategy",
+    "threshold": "kronos_strategies.builtin.threshold:ThresholdStrategy",
+    "vol_target": "kronos_strategies.builtin.vol_target:VolTargetStrategy",
 }
+_OLD_BUILTIN_PREFIX = "strategies."  # spelling before 0.2; still resolved, with a DeprecationWarning
 
 
 def load_object(spec: str, *, kind: str = "strategy") -> Any:
@@ -27,6 +31,7 @@ def load_object(spec: str, *, kind: str = "strategy") -> Any:
     if not sep or not module_name or not attr:
         known = f"one of {sorted(STRATEGIES)} or " if kind == "strategy" else ""
         raise ConfigError(f"{kind} {spec!r} is not {known}'package.module:ClassName'")
+    module_name = _builtin_module(module_name)
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -35,6 +40,16 @@ def load_object(spec: str, *, kind: str = "strategy") -> Any:
         return getattr(module, attr)
     except AttributeError:
         raise ConfigError(f"{kind} {spec!r}: module {module_name!r} has no {attr!r}") from None
+
+
+def _builtin_module(module_name: str) -> str:
+    """Map the pre-0.2 spelling ``strategies.X`` to ``kronos_strategies.builtin.X`` (with a warning) unless the
+    user has a ``strategies`` package of their own on the path."""
+    if not module_name.startswith(_OLD_BUILTIN_PREFIX) or importlib.util.find_spec("strategies") is not None:
+        return module_name
+    new = "kronos_strategies.builtin." + module_name.removeprefix(_OLD_BUILTIN_PREFIX)
+    warnings.warn(f"{module_name!r} is now {new!r}; the old name goes in 0.3", DeprecationWarning, stacklevel=3)
+    return new
 
 
 class FractionalCommission(bt.CommInfoBase):

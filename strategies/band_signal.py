@@ -12,7 +12,7 @@ class KronosBand(KronosSignal):
     Lines:
       - ``width``: ``(upper - lower) / last close`` at ``horizon``, the forecast's relative spread
 
-    Use it in a YAML backtest with ``indicator.type: strategies.band_signal:KronosBand``.
+    Use it in a YAML backtest with ``indicator.type: kronos_strategies.builtin.band_signal:KronosBand``.
     """
 
     lines = ("width",)

@@ -104,7 +104,7 @@ def test_event_mode_gives_the_same_backtest(tiny_run, tiny_predictor, tmp_path):
 def test_vol_target_and_band_indicator(tiny_predictor, tmp_path):
     cfg = tiny_config(
         tmp_path,
-        indicator={"type": "strategies.band_signal:KronosBand", "lookback": 32, "pred_len": 4, "horizon": 4,
+        indicator={"type": "kronos_strategies.builtin.band_signal:KronosBand", "lookback": 32, "pred_len": 4, "horizon": 4,
                    "sample_count": 4, "cache_dir": None},
         strategy={"name": "vol_target", "params": {"target_vol": 0.1, "enter": -1.0}},
     )  # fmt: skip

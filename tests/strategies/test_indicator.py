@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from kronos_strategies.builtin.band_signal import KronosBand
 from kronos_strategies.errors import ConfigError
 from kronos_strategies.indicator import KronosSignal
-from strategies.band_signal import KronosBand
 
 from .conftest import FAST, CountingPredictor, run_signal
 
