@@ -206,3 +206,10 @@ const KB = (() => {
 
   return { runsPage, runPage, comparePage, sessionsPage, sessionPage };
 })();
+
+// Pages carry their name and argument as data attributes (no inline script: the CSP allows none).
+document.addEventListener("DOMContentLoaded", () => {
+  const { page, arg } = document.body.dataset;
+  const start = { runs: KB.runsPage, run: KB.runPage, compare: KB.comparePage, sessions: KB.sessionsPage, session: KB.sessionPage }[page];
+  if (start) start(page === "session" ? Number(arg) : arg);
+});

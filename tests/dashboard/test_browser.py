@@ -1,0 +1,137 @@
+"""The dashboard in a real headless Chromium: runs table, run page, traversal, and a live paper session."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from kronos_strategies.dashboard import DashboardSettings, create_app
+from kronos_strategies.paper.session import PaperSession
+
+from ..paper.helpers import ENV, Churn, fast_config, start_emulator, write_candles
+from .browser import find_browser, start_chromium
+
+pytestmark = pytest.mark.browser
+FOUND = find_browser()
+if isinstance(FOUND, str):
+    pytest.skip(FOUND, allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def driver():
+    drv = start_chromium(*FOUND)
+    drv.set_page_load_timeout(30)
+    yield drv
+    drv.quit()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_console(driver):  # noqa: ANN001
+    """Each test sees only its own browser console messages."""
+    driver.get_log("browser")
+
+
+def wait_for(driver, condition, timeout: float = 20.0):  # noqa: ANN001, ANN201
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition)
+
+
+def js_errors(driver) -> list[str]:  # noqa: ANN001
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def test_runs_table_and_run_page_show_metrics_json_numbers(driver, app_factory, serve, runs_root):
+    from selenium.webdriver.common.by import By
+
+    metrics = json.loads((runs_root / "tiny" / "20250101-abcd" / "metrics.json").read_text())["strategy"]
+    site = serve(app_factory())
+    driver.get(site.url + "/")
+    row = wait_for(driver, lambda d: d.find_element(By.CSS_SELECTOR, 'tr[data-id="0/tiny/20250101-abcd"]'))
+    cells = {
+        td.get_attribute("data-key"): td.text for td in row.find_elements(By.CSS_SELECTOR, "td[data-key]")
+    }
+    assert cells["sharpe"] == f"{metrics['sharpe']:.2f}"
+    assert (
+        cells["cagr"] == f"{100 * metrics['cagr']:.2f}%"
+        and cells["max_drawdown"] == f"{100 * metrics['max_drawdown']:.2f}%"
+    )
+    assert cells["trades"] == str(metrics["trades"]) and cells["asset"] == "S&P 500"
+    errors = driver.find_elements(By.CSS_SELECTOR, "tr.error-row")
+    assert any("half" in e.text and "not valid JSON" in e.text for e in errors)
+    driver.find_element(By.CSS_SELECTOR, 'th[data-key="sharpe"]').click()  # ascending, missing values last
+    ids = driver.execute_script("return [...document.querySelectorAll('tr[data-id]')].map(r => r.dataset.id)")
+    sharpe = [c.text for c in driver.find_elements(By.CSS_SELECTOR, 'tr[data-id] td[data-key="sharpe"]')]
+    numbers = [float(x) for x in sharpe if x != "–"]
+    assert numbers == sorted(numbers) and sharpe[len(numbers) :] == ["–"] * (len(sharpe) - len(numbers))
+    assert len(ids) == 5  # tiny/20250101-abcd, other, half, nometrics, garbage (no link duplicate, no escape)
+
+    driver.find_element(By.CSS_SELECTOR, 'tr[data-id="0/tiny/20250101-abcd"] a').click()
+    table = wait_for(
+        driver,
+        lambda d: (
+            d.find_element(By.ID, "metrics").find_elements(By.TAG_NAME, "td")
+            and d.find_element(By.ID, "metrics")
+        ),
+    )
+    assert f"{metrics['sharpe']:.2f}" in table.text and f"{100 * metrics['total_return']:.2f}%" in table.text
+    wait_for(
+        driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#equity .main-svg")
+    )  # plotly drew the equity
+    wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#price .main-svg"))
+    assert driver.execute_script("return document.getElementById('equity').data.length") == 2
+    assert not js_errors(driver)
+
+
+def test_traversal_url_in_the_browser_is_404(driver, app_factory, serve):
+    site = serve(app_factory())
+    for path in ("/run/0/..%2F..%2Fescape", "/files/notes.md/0/tiny/20250101-abcd", "/run/0/escape"):
+        driver.get(site.url + path)
+        assert "no such" in driver.page_source and "outside the root" not in driver.page_source
+
+
+def test_compare_draws_one_line_per_run(driver, app_factory, serve):
+    site = serve(app_factory())
+    driver.get(site.url + "/compare?run=0/tiny/20250101-abcd&run=0/other")
+    wait_for(
+        driver,
+        lambda d: d.execute_script(
+            "const e = document.getElementById('equity'); return e.data && e.data.length"
+        ),
+    )
+    assert driver.execute_script("return document.getElementById('equity').data.length") == 2
+
+
+def test_live_session_page_shows_a_new_fill_without_reload(driver, serve, tmp_path: Path):
+    """A paper session trades against the emulator while the page is open; the fill appears by polling."""
+    from selenium.webdriver.common.by import By
+
+    candles = write_candles(tmp_path / "c.csv", n=400, seed=1)
+    emu = start_emulator(candles, start_index=100, bar_seconds=0.25)
+    journal = tmp_path / "live.sqlite"
+    session = PaperSession(fast_config(emu.url, journal, mode="paper", max_bars=24, warmup=5), Churn, env=ENV)
+    worker = threading.Thread(target=session.run, daemon=True)
+    try:
+        site = serve(create_app(DashboardSettings(journals=[journal], refresh_seconds=0.3)))
+        worker.start()
+        driver.get(site.url + "/session/0")
+        driver.execute_script("window.__stillTheSamePage = true;")
+        wait_for(driver, lambda d: d.find_element(By.ID, "status").text in ("running", "starting"))
+        first = int(wait_for(driver, lambda d: d.find_element(By.ID, "fill-count").text))
+        wait_for(driver, lambda d: int(d.find_element(By.ID, "fill-count").text) > first, timeout=40)
+        rows = driver.find_elements(By.CSS_SELECTOR, "#fills tbody tr")
+        assert rows and rows[0].find_elements(By.TAG_NAME, "td")[1].text in ("buy", "sell")
+        assert driver.execute_script("return window.__stillTheSamePage === true"), "the page was reloaded"
+        wait_for(
+            driver,
+            lambda d: d.execute_script(
+                "const e = document.getElementById('equity'); return e.data && e.data[0].x.length > 2"
+            ),
+        )
+        assert not js_errors(driver)
+    finally:
+        worker.join(timeout=60)
+        emu.stop()
