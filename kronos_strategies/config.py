@@ -436,7 +436,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 SECTION_MODULES: dict[str, str] = {
     "finetune": "kronos_strategies.walkforward",
     "paper": "kronos_strategies.paper.config",
-    "sweep": "kronos_strategies.sweep_plan",
+    "sweep": "kronos_strategies.sweep.plan",
 }
 
 

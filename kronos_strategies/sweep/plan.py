@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import BacktestConfig, DataConfig, build_dataclass, load_config, register_section
-from .errors import ConfigError
-from .feeds import DATASETS, data_fingerprint, slice_with_warmup
-from .runner import load_bars, strategy_classes
+from ..config import BacktestConfig, DataConfig, build_dataclass, load_config, register_section
+from ..errors import ConfigError
+from ..feeds import DATASETS, data_fingerprint, slice_with_warmup
+from ..runner import load_bars, strategy_classes
 
 __all__ = [
     "OBJECTIVES", "RunSpec", "Shard", "SweepConfig", "SweepPlan", "WalkForwardJob", "param_sets", "plan_sweep",

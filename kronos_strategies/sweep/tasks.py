@@ -19,11 +19,11 @@ from distributed import WorkerPlugin
 
 from kronos_model.errors import KronosError
 
-from . import walkforward
-from .config import BacktestConfig, ModelConfig
-from .feeds import make_feed, slice_with_warmup
-from .runner import indicator_params, load_model, run_backtest, strategy_classes
-from .sweep_plan import RunSpec, Shard, WalkForwardJob
+from .. import walkforward
+from ..config import BacktestConfig, ModelConfig
+from ..feeds import make_feed, slice_with_warmup
+from ..runner import indicator_params, load_model, run_backtest, strategy_classes
+from .plan import RunSpec, Shard, WalkForwardJob
 
 __all__ = [
     "ModelPlugin", "backtest_run", "model_loads", "precompute_shard", "precompute_walkforward", "report_run",

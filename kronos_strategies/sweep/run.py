@@ -31,20 +31,18 @@ import pandas as pd
 from distributed import Client, LocalCluster, as_completed
 from tqdm.auto import tqdm
 
-from . import sweep_report
-from .config import BacktestConfig, load_config
-from .errors import ConfigError
-from .sweep_plan import (
-    OBJECTIVES,
+from ..config import BacktestConfig, load_config
+from ..errors import ConfigError
+from . import report as sweep_report
+from .plan import (
     RunSpec,
     Shard,
     SweepConfig,
     SweepPlan,
     WalkForwardJob,
-    param_sets,
     plan_sweep,
 )  # fmt: skip
-from .sweep_tasks import (
+from .tasks import (
     ModelPlugin,
     backtest_run,
     identity,
@@ -54,10 +52,7 @@ from .sweep_tasks import (
     report_run,
 )  # fmt: skip
 
-__all__ = [
-    "OBJECTIVES", "RunSpec", "Shard", "SweepConfig", "SweepPlan", "SweepResult", "WalkForwardJob", "model_loads",
-    "param_sets", "plan_sweep", "run_sweep",
-]  # fmt: skip
+__all__ = ["SweepResult", "run_sweep"]
 
 # ----------------------------------------------------------------------------- client side
 

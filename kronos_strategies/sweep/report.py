@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import reporting  # importing it also selects matplotlib's Agg backend
+from .. import reporting  # importing it also selects matplotlib's Agg backend
 
 __all__ = ["build_table", "importance", "plot_objective", "summary_text", "write_outputs"]
 
