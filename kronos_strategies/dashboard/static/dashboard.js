@@ -136,7 +136,8 @@ const KB = (() => {
           marker: { symbol: side === "buy" ? "triangle-up" : "triangle-down", size: 9, color: side === "buy" ? "#2a2" : "#d22" } });
       });
     }
-    if (traces.length) plot("price", traces, { xaxis: { rangeslider: { visible: true } } });
+    const span = ser.close ? [ser.close.time[0], ser.close.time[ser.close.time.length - 1]] : undefined;
+    if (traces.length) plot("price", traces, { xaxis: { range: span, rangeslider: { visible: true } } });
   }
 
   // --- compare ---------------------------------------------------------------------------------------
@@ -196,9 +197,8 @@ const KB = (() => {
       const eq = s.equity;
       const x = eq.time.map((t) => new Date(t).toISOString());
       const traces = [{ x, y: eq.value, name: "equity" }];
-      const first = eq.close.find((c) => c !== null), start = eq.value.find((v) => v !== null);
-      if (first && start) traces.push({ x, y: eq.close.map((c) => (c === null ? null : (c / first) * start)), name: "buy & hold", line: { color: "#999" } });
-      plot("equity", traces, {});
+      if (eq.close.some((c) => c !== null)) traces.push({ x, y: eq.close, name: "close (right axis)", yaxis: "y2", line: { color: "#999", width: 1 } });
+      plot("equity", traces, { margin: { l: 65, r: 60, t: 10, b: 35 }, yaxis: { title: "equity" }, yaxis2: { title: "close", overlaying: "y", side: "right", showgrid: false } });
     };
     await tick();
     setInterval(tick, refreshMs());
