@@ -40,7 +40,8 @@ def runs_root(tmp_path: Path, tiny_run_dir: Path) -> Path:
 
     runs/tiny/20250101-abcd/ (the real run) · runs/tiny/latest -> 20250101-abcd · runs/other/ (the same run,
     with a credential in its manifest) · runs/half/ (metrics.json cut short) · runs/nometrics/ (manifest only)
-    · runs/garbage/ (binary metrics.json) · runs/escape -> a run folder outside the root.
+    · runs/garbage/ (binary metrics.json) · runs/wf/ (+ walkforward.json) · runs/sweeps/grid/ (sweep.json)
+    · runs/escape -> a run folder outside the root.
     """
     root = tmp_path / "runs"
     real = root / "tiny" / "20250101-abcd"
@@ -60,6 +61,28 @@ def runs_root(tmp_path: Path, tiny_run_dir: Path) -> Path:
     (root / "nometrics" / "manifest.json").write_text((tiny_run_dir / "manifest.json").read_text())
     (root / "garbage").mkdir()
     (root / "garbage" / "metrics.json").write_bytes(b"\xff\xfe\x00junk")
+    wf = root / "wf"
+    shutil.copytree(tiny_run_dir, wf)
+    (wf / "walkforward.json").write_text(json.dumps({"pooled": {"crps": 0.01}, "verdict": "no gain"}))
+    sweep = root / "sweeps" / "grid"
+    sweep.mkdir(parents=True)
+    (sweep / "sweep.json").write_text(
+        json.dumps(
+            {
+                "name": "grid",
+                "runs": 4,
+                "best": {
+                    "asset": "S&P 500",
+                    "sharpe": 1.25,
+                    "cagr": 0.08,
+                    "max_drawdown": -0.12,
+                    "trades": 31,
+                    "run_id": "ab12",
+                },
+            }
+        )
+    )
+    (sweep / "results.csv").write_text("rank,asset,enter,sharpe\n1,S&P 500,0.2,1.25\n")
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "metrics.json").write_text(json.dumps({"strategy": {"sharpe": 42.0}}))

@@ -35,6 +35,17 @@ def test_broken_folders_are_error_rows(client):
     assert rows["0/other"]["error"] is None
 
 
+def test_walk_forward_and_sweep_folders_are_typed(client):
+    rows = {r["id"]: r for r in client.get("/api/runs").get_json()["runs"]}
+    assert rows["0/wf"]["kind"] == "walk-forward" and rows["0/wf"]["error"] is None
+    sweep = rows["0/sweeps/grid"]
+    assert (sweep["kind"], sweep["name"], sweep["sharpe"], sweep["trades"]) == ("sweep", "grid", 1.25, 31)
+    detail = client.get("/api/run/0/sweeps/grid").get_json()
+    assert detail["sweep"]["runs"] == 4 and "results.csv" in detail["summary"]["files"]
+    assert client.get("/files/results.csv/0/sweeps/grid").data.startswith(b"rank,asset")
+    assert client.get("/api/run/0/wf").get_json()["walkforward"]["verdict"] == "no gain"
+
+
 def test_run_detail_redacts_credentials(client, runs_root):
     resp = client.get("/api/run/0/other")
     assert resp.status_code == 200

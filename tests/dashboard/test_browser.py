@@ -67,7 +67,9 @@ def test_runs_table_and_run_page_show_metrics_json_numbers(driver, app_factory, 
     sharpe = [c.text for c in driver.find_elements(By.CSS_SELECTOR, 'tr[data-id] td[data-key="sharpe"]')]
     numbers = [float(x) for x in sharpe if x != "–"]
     assert numbers == sorted(numbers) and sharpe[len(numbers) :] == ["–"] * (len(sharpe) - len(numbers))
-    assert len(ids) == 5  # tiny/20250101-abcd, other, half, nometrics, garbage (no link duplicate, no escape)
+    assert (
+        len(ids) == 7
+    )  # tiny/20250101-abcd, other, half, nometrics, garbage, wf, sweeps/grid (no latest, no escape)
 
     driver.find_element(By.CSS_SELECTOR, 'tr[data-id="0/tiny/20250101-abcd"] a').click()
     table = wait_for(
@@ -116,12 +118,12 @@ def test_live_session_page_shows_a_new_fill_without_reload(driver, serve, tmp_pa
     worker = threading.Thread(target=session.run, daemon=True)
     try:
         site = serve(create_app(DashboardSettings(journals=[journal], refresh_seconds=0.3)))
-        worker.start()
-        driver.get(site.url + "/session/0")
+        driver.get(site.url + "/session/0")  # opened before the session exists: no journal, no fill yet
+        wait_for(driver, lambda d: "does not exist" in d.find_element(By.ID, "error").text)
         driver.execute_script("window.__stillTheSamePage = true;")
-        wait_for(driver, lambda d: d.find_element(By.ID, "status").text in ("running", "starting"))
-        first = int(wait_for(driver, lambda d: d.find_element(By.ID, "fill-count").text))
-        wait_for(driver, lambda d: int(d.find_element(By.ID, "fill-count").text) > first, timeout=40)
+        worker.start()
+        wait_for(driver, lambda d: d.find_element(By.ID, "status").text in ("running", "starting", "stopped"))
+        wait_for(driver, lambda d: int(d.find_element(By.ID, "fill-count").text) > 0, timeout=60)
         rows = driver.find_elements(By.CSS_SELECTOR, "#fills tbody tr")
         assert rows and rows[0].find_elements(By.TAG_NAME, "td")[1].text in ("buy", "sell")
         assert driver.execute_script("return window.__stillTheSamePage === true"), "the page was reloaded"
@@ -131,6 +133,10 @@ def test_live_session_page_shows_a_new_fill_without_reload(driver, serve, tmp_pa
                 "const e = document.getElementById('equity'); return e.data && e.data[0].x.length > 2"
             ),
         )
+        worker.join(timeout=60)
+        wait_for(
+            driver, lambda d: d.find_element(By.ID, "status").text == "stopped"
+        )  # the journal's stop event
         assert not js_errors(driver)
     finally:
         worker.join(timeout=60)
