@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kronos_strategies.paper.journal import public_settings
+
 MARKERS = ("metrics.json", "manifest.json", "sweep.json")
 MAX_DEPTH = 8  # deeper folders are not searched: a runs folder is never that deep, a home folder is
 MAX_JSON_BYTES = 20_000_000
 _SKIP_DIRS = {".git", ".venv", "node_modules", "__pycache__", ".kronos_cache"}
-_SECRET_WORDS = ("secret", "password", "token", "passphrase", "api_key", "apikey")
 
 
 @dataclass(frozen=True)
@@ -133,10 +134,8 @@ def redact(value: Any) -> Any:
 
 
 def _secret_key(key: str) -> bool:
-    low = key.lower()
-    if low.endswith("_env"):
-        return False
-    return any(w in low for w in _SECRET_WORDS) or low in ("key", "secret", "apikey")
+    """The journal's own rule for what may be a credential (``public_settings`` drops exactly these keys)."""
+    return key not in public_settings({key: None})
 
 
 def _number(value: Any) -> float | None:
