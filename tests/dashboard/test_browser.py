@@ -141,3 +141,22 @@ def test_live_session_page_shows_a_new_fill_without_reload(driver, serve, tmp_pa
     finally:
         worker.join(timeout=60)
         emu.stop()
+
+
+def test_broken_sweep_and_session_pages_render_without_script_errors(driver, app_factory, serve):
+    from selenium.webdriver.common.by import By
+
+    site = serve(app_factory())
+    driver.get(site.url + "/run/0/half")
+    wait_for(driver, lambda d: "not valid JSON" in d.find_element(By.ID, "error").text)
+    driver.get(site.url + "/run/0/sweeps/grid")
+    wait_for(driver, lambda d: '"best"' in d.find_element(By.ID, "extra").text)
+    assert "results.csv" in driver.find_element(By.ID, "links").text
+    driver.get(site.url + "/sessions")
+    row = wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#sessions tbody tr td + td"))
+    assert row[0].text == "BTC/USDT"
+    driver.get(site.url + "/session/0")
+    wait_for(driver, lambda d: d.find_element(By.ID, "fill-count").text == "3")
+    assert "fold 2: ValueError: boom" in driver.find_element(By.ID, "errors").text
+    assert "c-open" in driver.find_element(By.ID, "open-orders").text
+    assert not js_errors(driver)
