@@ -61,13 +61,15 @@ class _RunIndex:
         self._at = -1e9
         self._refs: dict[str, runs.RunRef] = {}
 
-    def refs(self) -> dict[str, runs.RunRef]:
-        if time.monotonic() - self._at > DISCOVERY_TTL:
+    def refs(self, max_age: float = DISCOVERY_TTL) -> dict[str, runs.RunRef]:
+        """The runs found by a scan at most ``max_age`` seconds old."""
+        if time.monotonic() - self._at > max_age:
             self._refs, self._at = runs.discover(self.roots), time.monotonic()
         return self._refs
 
     def get(self, run_id: str) -> runs.RunRef:
-        ref = self.refs().get(run_id)
+        """The run with this id (a run written since the last scan is found too), else 404."""
+        ref = self.refs().get(run_id) or self.refs(max_age=0.5).get(run_id)
         if ref is None:
             abort(404, description="no such run")
         return ref

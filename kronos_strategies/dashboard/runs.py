@@ -185,8 +185,8 @@ def asset_name(config: Any) -> str | None:
 def summarize(ref: RunRef) -> RunSummary:
     """The runs-table row of one folder; any unreadable or missing piece becomes ``error``."""
     row = RunSummary(id=ref.run_id, folder=ref.rel, kind="backtest", name=ref.folder.name)
-    row.files = sorted(p.name for p in ref.folder.iterdir() if p.is_file() and safe_file(ref, p.name))
     try:
+        row.files = sorted(p.name for p in ref.folder.iterdir() if p.is_file() and safe_file(ref, p.name))
         _fill_summary(ref, row)
     except (ValueError, OSError) as exc:
         row.error = str(exc)
