@@ -89,9 +89,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("dashboard", help="local read-only web dashboard of runs and paper sessions",
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter, description=__doc__)  # fmt: skip
     p.add_argument(
-        "--runs", action="append", metavar="DIR", help="folder searched for runs (repeatable; default: runs)"
+        "--runs", action="extend", nargs="+", metavar="DIR", help="folders searched for runs (default: runs)"
     )
-    p.add_argument("--journal", action="append", metavar="FILE", help="paper session journal (repeatable)")
+    p.add_argument("--journal", action="extend", nargs="+", metavar="FILE", help="paper session journals")
     p.add_argument("--host", default="127.0.0.1", help="address to bind; non-loopback needs --allow-remote")
     p.add_argument("--port", type=int, default=8050, help="0 picks a free port")
     p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host (token required)")
