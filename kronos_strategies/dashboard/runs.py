@@ -263,4 +263,20 @@ def run_detail(ref: RunRef) -> dict[str, Any]:
             value, out.setdefault("errors", {})[name] = None, str(exc)
         if value is not None:
             out[key] = redact(value)
+    if "sweep" in out:
+        out["sweep_results"] = _sweep_table(ref)
     return out
+
+
+def _sweep_table(ref: RunRef, limit: int = 500) -> list[dict[str, Any]]:
+    """The first ``limit`` rows of a sweep's results.csv (best first), [] when absent or unreadable."""
+    import pandas as pd
+
+    path = safe_file(ref, "results.csv")
+    if path is None:
+        return []
+    try:
+        table = pd.read_csv(path, nrows=limit)
+    except (ValueError, OSError):
+        return []
+    return json.loads(table.to_json(orient="records"))

@@ -42,6 +42,7 @@ def test_walk_forward_and_sweep_folders_are_typed(client):
     assert (sweep["kind"], sweep["name"], sweep["sharpe"], sweep["trades"]) == ("sweep", "grid", 1.25, 31)
     detail = client.get("/api/run/0/sweeps/grid").get_json()
     assert detail["sweep"]["runs"] == 4 and "results.csv" in detail["summary"]["files"]
+    assert detail["sweep_results"] == [{"rank": 1, "asset": "S&P 500", "enter": 0.2, "sharpe": 1.25}]
     assert client.get("/files/results.csv/0/sweeps/grid").data.startswith(b"rank,asset")
     assert client.get("/api/run/0/wf").get_json()["walkforward"]["verdict"] == "no gain"
 

@@ -152,6 +152,7 @@ def test_broken_sweep_and_session_pages_render_without_script_errors(driver, app
     driver.get(site.url + "/run/0/sweeps/grid")
     wait_for(driver, lambda d: '"best"' in d.find_element(By.ID, "extra").text)
     assert "results.csv" in driver.find_element(By.ID, "links").text
+    assert "S&P 500" in driver.find_element(By.ID, "sweep-results").text
     driver.get(site.url + "/sessions")
     row = wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#sessions tbody tr td + td"))
     assert row[0].text == "BTC/USDT"

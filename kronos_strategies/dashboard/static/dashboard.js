@@ -108,7 +108,19 @@ const KB = (() => {
     $("manifest").textContent = JSON.stringify(detail.manifest || {}, null, 2);
     const extra = $("extra");
     if (detail.walkforward) extra.appendChild(el("pre", JSON.stringify(detail.walkforward.pooled || detail.walkforward, null, 2)));
+    if (detail.sweep_results && detail.sweep_results.length) {
+      const table = extra.appendChild(el("table", null, "grid"));
+      table.id = "sweep-results";
+      const cols = Object.keys(detail.sweep_results[0]);
+      fillTable(table, detail.sweep_results, cols.map((c) => [c, (r) => (typeof r[c] === "number" && !Number.isInteger(r[c]) ? num(r[c], 4) : r[c] ?? "–"), typeof detail.sweep_results[0][c] === "number" ? "num" : ""]));
+    }
     if (detail.sweep) extra.appendChild(el("pre", JSON.stringify(detail.sweep, null, 2)));
+    s.files.filter((f) => /^(walkforward_skill|heatmap)\.png$/.test(f)).forEach((f) => {
+      const img = extra.appendChild(el("img"));
+      img.src = apiPath("/files/" + encodeURIComponent(f) + "/", runId);
+      img.alt = f;
+      img.style.maxWidth = "900px";
+    });
     if (!extra.childNodes.length) extra.textContent = "–";
     let ser;
     try { ser = await getJSON(apiPath("/api/series/", runId)); } catch (err) { showError(err); return; }
