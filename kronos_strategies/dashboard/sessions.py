@@ -16,9 +16,10 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+from kronos_strategies.paper.journal import OPEN_STATES
+
 from .runs import redact
 
-OPEN_STATES = ("pending", "open")
 ERROR_KINDS = ("error", "refit_failed", "unresolved", "rejected", "lost")
 REFIT_KINDS = ("model_swap", "refit", "refit_started", "refit_failed")
 ROW_LIMIT = 200  # newest fills, orders and events shown
@@ -115,7 +116,14 @@ def _open_orders(db: sqlite3.Connection, schema: dict[str, set[str]]) -> list[di
     if not {"cid", "status"} <= intents:
         return []
     order = "created" if "created" in intents else "cid"
-    rows = _rows(db, schema, "intents", order, where="WHERE status IN (?, ?)", args=OPEN_STATES)
+    rows = _rows(
+        db,
+        schema,
+        "intents",
+        order,
+        where=f"WHERE status IN ({','.join('?' * len(OPEN_STATES))})",
+        args=OPEN_STATES,
+    )
     orders = schema.get("orders", set())
     if "cid" in orders and rows:
         marks = ",".join("?" * len(rows))

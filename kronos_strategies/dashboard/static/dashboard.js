@@ -67,7 +67,7 @@ const KB = (() => {
         RUN_CELLS.forEach(([k, fmt, cls]) => {
           const td = tr.appendChild(el("td", null, cls));
           td.dataset.key = k;
-          if (k === "name") td.appendChild(link(runUrl(row.id), row.name));
+          if (k === "name") td.appendChild(link(runUrl(row.id), row.name)).title = row.folder;
           else td.textContent = fmt ? fmt(row[k]) : (row[k] ?? "–");
         });
         if (row.error) { const td = body.appendChild(el("tr", null, "error-row")).appendChild(el("td", "⚠ " + row.folder + ": " + row.error)); td.colSpan = 12; }
