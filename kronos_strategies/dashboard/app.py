@@ -13,8 +13,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
-from flask import Flask, Response, abort, jsonify, render_template, request, send_file
+from flask import Flask, Response, abort, jsonify, redirect, render_template, request, send_file
 
 from . import runs, series, sessions
 
@@ -104,12 +105,15 @@ def _add_guards(app: Flask, settings: DashboardSettings) -> None:
             given = auth[7:]
         if not hmac.compare_digest(given.encode(), settings.token.encode()):
             abort(401, description="a valid token is required")
+        if "token" in request.args:  # keep it in an HttpOnly cookie, out of the address bar and history
+            rest = urlencode([(k, v) for k, v in request.args.items(multi=True) if k != "token"])
+            resp = redirect(request.path + (f"?{rest}" if rest else ""), code=303)
+            resp.set_cookie(TOKEN_COOKIE, given, httponly=True, samesite="Strict")
+            return resp
         return None
 
     @app.after_request
     def _headers(resp: Response) -> Response:
-        if settings.token is not None and request.args.get("token"):
-            resp.set_cookie(TOKEN_COOKIE, request.args["token"], httponly=True, samesite="Strict")
         resp.headers["X-Content-Type-Options"] = "nosniff"
         resp.headers["Referrer-Policy"] = "no-referrer"
         resp.headers.setdefault("X-Frame-Options", "DENY")

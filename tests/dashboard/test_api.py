@@ -111,8 +111,9 @@ def test_token_is_required_when_set(app_factory):
     assert client.get("/api/runs").status_code == 401
     assert client.get("/api/runs?token=wrong").status_code == 401
     assert client.get("/api/runs", headers={"Authorization": f"Bearer {token}"}).status_code == 200
-    first = client.get(f"/?token={token}")
-    assert first.status_code == 200 and token not in first.get_data(as_text=True)
+    first = client.get(f"/compare?run=a&token={token}&run=b")
+    assert first.status_code == 303 and first.headers["Location"] == "/compare?run=a&run=b"
+    assert "HttpOnly" in first.headers["Set-Cookie"] and token not in first.get_data(as_text=True)
     assert client.get("/api/runs").status_code == 200, "the token cookie set by ?token= authenticates"
     remote = {"Host": "203.0.113.5:8050", "Authorization": f"Bearer {token}"}
     assert client.get("/api/runs", headers=remote).status_code == 200, "--allow-remote answers any Host"

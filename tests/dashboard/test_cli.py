@@ -39,7 +39,13 @@ def test_cli_serves_runs_and_keeps_the_token_out_of_its_output(runs_root):
     try:
         base = f"http://127.0.0.1:{port}"
         assert _get(base + "/api/runs")[0] == 401
-        status, body = _get(f"{base}/api/runs?token={TOKEN}")
+        status, body = _get(
+            f"{base}/api/runs?token={TOKEN}&x=1"
+        )  # a redirect that sets the cookie, then 401:
+        assert status == 401  # urllib keeps no cookies; a browser does
+        request = urllib.request.Request(f"{base}/api/runs", headers={"Authorization": f"Bearer {TOKEN}"})
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            status, body = resp.status, resp.read()
         assert status == 200 and "0/tiny/20250101-abcd" in {r["id"] for r in json.loads(body)["runs"]}
         time.sleep(0.2)
     finally:
