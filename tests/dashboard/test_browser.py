@@ -160,4 +160,34 @@ def test_broken_sweep_and_session_pages_render_without_script_errors(driver, app
     wait_for(driver, lambda d: d.find_element(By.ID, "fill-count").text == "3")
     assert "fold 2: ValueError: boom" in driver.find_element(By.ID, "errors").text
     assert "c-open" in driver.find_element(By.ID, "open-orders").text
+    assert "records no forecasts" in driver.find_element(By.ID, "forecasts").text
+    assert not js_errors(driver)
+
+
+def test_a_journaled_forecast_is_drawn_as_a_fan(driver, serve, tmp_path):
+    """If the journal gains a ``forecasts`` table, the latest row per symbol is drawn as a fan."""
+    import sqlite3
+
+    from .conftest import write_journal
+
+    journal = write_journal(tmp_path / "fc.sqlite")
+    with sqlite3.connect(journal) as db:
+        db.execute("CREATE TABLE forecasts (bar_ts INTEGER, symbol TEXT, quantiles TEXT, mean TEXT)")
+        db.execute(
+            "INSERT INTO forecasts VALUES (1, 'BTC/USDT', ?, ?)",
+            ('{"0.1": [99, 98], "0.9": [101, 103]}', "[100, 100.5]"),
+        )
+        db.execute(
+            "INSERT INTO forecasts VALUES (2, 'BTC/USDT', ?, ?)",
+            ('{"0.1": [97, 96, 95], "0.9": [104, 105, 106]}', "[100, 101, 102]"),
+        )
+    site = serve(create_app(DashboardSettings(journals=[journal])))
+    driver.get(site.url + "/session/0")
+    traces = wait_for(
+        driver,
+        lambda d: d.execute_script(
+            "const e = document.getElementById('fan-0'); return e && e.data && e.data.map(t => t.y)"
+        ),
+    )
+    assert traces == [[97, 96, 95], [104, 105, 106], [100, 101, 102]]
     assert not js_errors(driver)

@@ -182,6 +182,28 @@ const KB = (() => {
     setInterval(tick, refreshMs());
   }
 
+  // A journal "forecasts" table (bar_ts, symbol, quantiles: JSON {"0.1": [...], ...}, mean: JSON [...]) → one fan per symbol.
+  function drawForecasts(rows) {
+    const box = $("forecasts");
+    if (!rows.length) { box.textContent = "this journal records no forecasts"; return; }
+    rows.forEach((f, i) => {
+      const id = "fan-" + i;
+      let div = document.getElementById(id);
+      if (!div) { box.appendChild(el("h3", `${f.symbol ?? ""} forecast made after bar ${time(f.bar_ts)}`)); div = box.appendChild(el("div", null, "chart small")); div.id = id; }
+      let q = {}, mean = [];
+      try { q = typeof f.quantiles === "string" ? JSON.parse(f.quantiles) : f.quantiles || {}; mean = typeof f.mean === "string" ? JSON.parse(f.mean) : f.mean || []; } catch (err) { div.textContent = String(err); return; }
+      const levels = Object.keys(q).sort((a, b) => Number(a) - Number(b));
+      const traces = [];
+      if (levels.length >= 2) {
+        const lo = q[levels[0]], hi = q[levels[levels.length - 1]], x = lo.map((_, k) => k + 1);
+        traces.push({ x, y: lo, line: { width: 0 }, showlegend: false, name: `q${levels[0]}` });
+        traces.push({ x, y: hi, fill: "tonexty", line: { width: 0 }, fillcolor: "rgba(31,119,180,0.25)", name: `q${levels[0]}-q${levels[levels.length - 1]}` });
+      }
+      if (mean.length) traces.push({ x: mean.map((_, k) => k + 1), y: mean, name: "mean", line: { color: "#1f77b4" } });
+      plot(id, traces, { xaxis: { title: "bars ahead" } });
+    });
+  }
+
   async function sessionPage(number) {
     const tick = async () => {
       let s;
@@ -202,10 +224,7 @@ const KB = (() => {
       fillTable($("refits"), s.refits, [["time", (e) => time(e.ts * 1000)], ["kind", (e) => e.kind], ["message", (e) => e.message]]);
       fillTable($("errors"), s.errors, [["time", (e) => time(e.ts * 1000)], ["kind", (e) => e.kind], ["message", (e) => e.message]]);
       fillTable($("events"), s.events.slice(0, 20), [["time", (e) => time(e.ts * 1000)], ["kind", (e) => e.kind], ["message", (e) => e.message]]);
-      const fc = $("forecasts");
-      fc.replaceChildren();
-      if (!s.forecasts.length) fc.textContent = "this journal records no forecasts";
-      s.forecasts.forEach((f) => fc.appendChild(el("pre", JSON.stringify(f, null, 1))));
+      drawForecasts(s.forecasts);
       const eq = s.equity;
       const x = eq.time.map((t) => new Date(t).toISOString());
       const traces = [{ x, y: eq.value, name: "equity" }];
