@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -17,22 +16,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data import (
-    FEATURE_COLUMNS,
-    calendar_features,
-    check_time_order,
-    frame_timestamps,
-    infer_future_timestamps,
-    prepare_ohlcv,
-    to_timestamps,
-    window_stats,
-)
-from .errors import DataError, InsufficientHistoryError, SamplingError, TimestampError
+from .data import FEATURE_COLUMNS
+from .errors import DataError, SamplingError
 from .forecast import Forecast
 from .generation import SamplingArgs, generate
 from .hub import DEFAULT_MODEL, module_fingerprint
 from .registry import resolve_pair
 from .sampling import check_sampling_args
+from .series import ForecastWindow, PreparedSeries
 from .tokenizer import KronosTokenizer
 from .transformer import Kronos
 
@@ -50,19 +41,6 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     return torch.device(device)
-
-
-@dataclass
-class _Window:
-    """One validated, normalised forecast window."""
-
-    x: np.ndarray  # [L, 6] float32 normalised and clipped
-    mean: np.ndarray  # [6]
-    std: np.ndarray  # [6]
-    stamps: np.ndarray  # [L + P, 5] float32
-    y_index: pd.Index
-    last_close: float
-    history_end: pd.Timestamp
 
 
 class KronosPredictor:
@@ -155,42 +133,14 @@ class KronosPredictor:
     # -- input preparation ----------------------------------------------------------------------
     def _window(
         self, df: pd.DataFrame, x_timestamp: Any, y_timestamp: Any, pred_len: int, name: str
-    ) -> _Window:
-        frame = prepare_ohlcv(df, name=name)
-        if len(frame) < MIN_HISTORY:
-            raise InsufficientHistoryError(
-                f"{name} has {len(frame)} bar(s); at least {MIN_HISTORY} are needed"
-            )
-        x_stamps = frame_timestamps(df, x_timestamp)
-        if len(x_stamps) != len(frame):
-            raise TimestampError(
-                f"{name}: x_timestamp has {len(x_stamps)} entries but the data has {len(frame)} rows"
-            )
-        check_time_order(x_stamps, name=f"{name} timestamps")
-        if y_timestamp is None:
-            y_index: pd.Index = infer_future_timestamps(x_stamps, pred_len)
-            y_stamps = pd.DatetimeIndex(y_index)
-        else:
-            y_stamps = to_timestamps(y_timestamp, name="y_timestamp")
-            y_index = _output_index(y_timestamp, y_stamps)
-        if len(y_stamps) != pred_len:
-            raise TimestampError(
-                f"{name}: y_timestamp has {len(y_stamps)} entries but pred_len is {pred_len}"
-            )
-        check_time_order(y_stamps, name="y_timestamp")
-        if y_stamps[0] <= x_stamps[-1]:
-            raise TimestampError(
-                f"{name}: the first y_timestamp {y_stamps[0]} is not after the last history bar {x_stamps[-1]}"
-            )
-        raw = frame.to_numpy(dtype=np.float32)
-        mean, std = window_stats(raw)
-        x = np.clip((raw - mean) / (std + 1e-5), -self.clip, self.clip)
-        stamps = np.concatenate([calendar_features(x_stamps), calendar_features(y_stamps)])
-        return _Window(x, mean, std, stamps, y_index, float(frame["close"].iloc[-1]), x_stamps[-1])
+    ) -> ForecastWindow:
+        """Prepare one frame as a series and take its whole length as the window."""
+        series = PreparedSeries.from_frame(df, x_timestamp, name=name, min_bars=MIN_HISTORY)
+        return series.window(len(series), len(series), pred_len, self.clip, y_timestamp)
 
     def _run(
         self,
-        windows: list[_Window],
+        windows: list[ForecastWindow],
         pred_len: int,
         sample_count: int,
         T: float,
@@ -251,7 +201,7 @@ class KronosPredictor:
 
     def _generate_all(
         self,
-        windows: list[_Window],
+        windows: list[ForecastWindow],
         pred_len: int,
         sample_count: int,
         T: float,
@@ -299,7 +249,7 @@ class KronosPredictor:
             )
         return paths
 
-    def _windows_per_chunk(self, windows: list[_Window], pred_len: int, sample_count: int) -> int:
+    def _windows_per_chunk(self, windows: list[ForecastWindow], pred_len: int, sample_count: int) -> int:
         """How many windows fit one chunk under ``max_batch_bytes`` of KV cache (memory linear in chunk size)."""
         cfg = self.model.config
         width = max(len(w.x) for w in windows) + pred_len
@@ -373,7 +323,7 @@ class KronosPredictor:
         return [self._mean_frame(w, p) for w, p in zip(windows, paths)]
 
     @staticmethod
-    def _mean_frame(window: _Window, paths: np.ndarray) -> pd.DataFrame:
+    def _mean_frame(window: ForecastWindow, paths: np.ndarray) -> pd.DataFrame:
         mean_norm = np.mean(paths, axis=0)  # average in normalised space, as the reference does
         values = mean_norm * (window.std + 1e-5) + window.mean
         return pd.DataFrame(values, columns=list(FEATURE_COLUMNS), index=window.y_index)
@@ -450,19 +400,86 @@ class KronosPredictor:
             self._window(df, x, y, pred_len, f"df_list[{i}]")
             for i, (df, x, y) in enumerate(zip(df_list, xs, ys))
         ]
+        return self._forecasts(
+            windows,
+            pred_len,
+            sample_count=sample_count,
+            T=T,
+            top_k=top_k,
+            top_p=top_p,
+            seed=seed,
+            generator=generator,
+            batch_size=batch_size,
+            verbose=verbose,
+            use_cache=use_cache,
+            anchor=anchor,
+        )
+
+    def forecast_series(
+        self,
+        series: PreparedSeries,
+        ends: Sequence[int],
+        pred_len: int,
+        *,
+        lookback: int,
+        sample_count: int = 20,
+        T: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 0.9,
+        seed: int | Sequence[int] | None = None,
+        generator: torch.Generator | None = None,
+        batch_size: int | None = 64,
+        verbose: bool = False,
+        use_cache: bool = True,
+        anchor: bool = False,
+    ) -> list[Forecast]:
+        """Forecasts of the windows of a prepared series ending at bars ``end - 1`` for each of ``ends``.
+
+        Each window is the ``lookback`` bars before ``end`` (fewer at the start of the series) cut from the
+        series' arrays, so no DataFrame is built or validated per window. The result of every window equals
+        ``forecast_batch`` on that window's DataFrame with the same arguments.
+        """
+        n = len(series)
+        if not len(ends):
+            return []
+        if not isinstance(lookback, int | np.integer) or lookback < MIN_HISTORY:
+            raise DataError(f"lookback must be an integer >= {MIN_HISTORY} bars, got {lookback!r}")
+        bad = [e for e in ends if not MIN_HISTORY <= int(e) <= n]
+        if bad:
+            raise DataError(
+                f"window ends must lie in [{MIN_HISTORY}, {n}] for {series.name} ({n} bars), got {bad[:3]}"
+            )
+        windows = [series.window(int(e), int(lookback), pred_len, self.clip) for e in ends]
+        return self._forecasts(
+            windows,
+            pred_len,
+            sample_count=sample_count,
+            T=T,
+            top_k=top_k,
+            top_p=top_p,
+            seed=seed,
+            generator=generator,
+            batch_size=batch_size,
+            verbose=verbose,
+            use_cache=use_cache,
+            anchor=anchor,
+        )
+
+    def _forecasts(self, windows: list[ForecastWindow], pred_len: int, **kwargs: Any) -> list[Forecast]:
+        """Generate every window's paths and de-normalise them into :class:`Forecast` objects."""
         paths = self._generate_all(
             windows,
             pred_len,
-            sample_count,
-            T,
-            top_k,
-            top_p,
-            seed,
-            generator,
-            use_cache,
-            batch_size,
-            verbose,
-            anchor,
+            kwargs["sample_count"],
+            kwargs["T"],
+            kwargs["top_k"],
+            kwargs["top_p"],
+            kwargs["seed"],
+            kwargs["generator"],
+            kwargs["use_cache"],
+            kwargs["batch_size"],
+            kwargs["verbose"],
+            kwargs["anchor"],
         )
         return [
             Forecast(
@@ -473,12 +490,3 @@ class KronosPredictor:
             )
             for w, p in zip(windows, paths)
         ]
-
-
-def _output_index(y_timestamp: Any, stamps: pd.DatetimeIndex) -> pd.Index:
-    """The reference indexes output by ``y_timestamp``: a Series becomes an index of its values and name."""
-    if isinstance(y_timestamp, pd.Series):
-        return pd.Index(y_timestamp.to_numpy(), name=y_timestamp.name)
-    if isinstance(y_timestamp, pd.Index):
-        return y_timestamp
-    return stamps

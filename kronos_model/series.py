@@ -1,0 +1,174 @@
+"""A series validated once, then cut into any number of forecast windows as array slices.
+
+:class:`PreparedSeries` holds the six model features, the calendar features of every bar and, when the
+bars are evenly spaced, the bar interval. A window is then a slice of those arrays plus the calendar
+features of its future bars, taken from the series extended by ``pred_len`` steps of its interval. Every
+number equals what validating and preparing the window's own DataFrame gives (the tests compare both).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .data import (
+    FEATURE_COLUMNS,
+    calendar_features,
+    check_time_order,
+    frame_timestamps,
+    infer_future_timestamps,
+    prepare_ohlcv,
+    to_timestamps,
+    window_stats,
+)
+from .errors import InsufficientHistoryError, TimestampError
+
+_DAY_NS = 86_400 * 10**9
+
+
+@dataclass
+class ForecastWindow:
+    """One validated, normalised forecast window, ready for the model."""
+
+    x: np.ndarray  # [L, 6] float32 normalised and clipped
+    mean: np.ndarray  # [6]
+    std: np.ndarray  # [6]
+    stamps: np.ndarray  # [L + P, 5] float32
+    y_index: pd.Index
+    last_close: float
+    history_end: pd.Timestamp
+
+
+@dataclass
+class PreparedSeries:
+    """One OHLCV series validated once: features, calendar stamps and times of every bar."""
+
+    name: str
+    values: np.ndarray  # [N, 6] float64, the prepared features (what the cache keys hash)
+    times: pd.DatetimeIndex
+    features: np.ndarray = field(repr=False)  # [N, 5] float32 calendar features
+    values32: np.ndarray = field(repr=False)  # [N, 6] float32, column-major like DataFrame.to_numpy
+    offset: Any = None  # the bar interval as a pandas offset when the bars are evenly spaced
+    _future: dict[int, tuple[pd.DatetimeIndex, np.ndarray]] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_frame(
+        cls, df: pd.DataFrame, x_timestamp: Any = None, *, name: str = "df", min_bars: int = 1
+    ) -> PreparedSeries:
+        """Validate ``df`` (timestamps from ``x_timestamp``, a timestamp column or a DatetimeIndex) once."""
+        frame = prepare_ohlcv(df, name=name)
+        if len(frame) < min_bars:
+            raise InsufficientHistoryError(f"{name} has {len(frame)} bar(s); at least {min_bars} are needed")
+        times = frame_timestamps(df, x_timestamp)
+        if len(times) != len(frame):
+            raise TimestampError(
+                f"{name}: x_timestamp has {len(times)} entries but the data has {len(frame)} rows"
+            )
+        check_time_order(times, name=f"{name} timestamps")
+        return cls.from_arrays(frame.to_numpy(), times, name=name)
+
+    @classmethod
+    def from_arrays(
+        cls, values: np.ndarray, times: pd.DatetimeIndex, *, name: str = "series"
+    ) -> PreparedSeries:
+        """Wrap already prepared float64 features [N, 6] and ordered times (as :meth:`from_frame` makes)."""
+        values = np.ascontiguousarray(values, dtype=np.float64)
+        return cls(
+            name=name,
+            values=values,
+            times=times,
+            features=calendar_features(times),
+            values32=np.asfortranarray(values, dtype=np.float32),  # the layout (and sums) of to_numpy
+            offset=_regular_offset(times),
+        )
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def frame(self, start: int, end: int) -> pd.DataFrame:
+        """Bars ``start:end`` as the prepared six-feature DataFrame indexed by their times."""
+        return pd.DataFrame(
+            self.values[start:end], index=self.times[start:end], columns=list(FEATURE_COLUMNS)
+        )
+
+    def future(self, start: int, end: int, pred_len: int) -> tuple[pd.Index, np.ndarray]:
+        """Times and calendar features of the ``pred_len`` bars after bar ``end - 1`` (history ``start:end``).
+
+        Evenly spaced series read them from the series extended by its interval; otherwise the window's own
+        history infers them, exactly as :func:`~kronos_model.data.infer_future_timestamps` does.
+        """
+        if self.offset is None or end - start < 3:
+            index = infer_future_timestamps(self.times[start:end], pred_len)
+            return index, calendar_features(index)
+        times, feats = self._extended(pred_len)
+        return times[end : end + pred_len], feats[end : end + pred_len]
+
+    def _extended(self, pred_len: int) -> tuple[pd.DatetimeIndex, np.ndarray]:
+        """All bar times continued by ``pred_len`` steps, with their calendar features (cached per length)."""
+        if pred_len not in self._future:
+            n = len(self.times)
+            times = pd.date_range(self.times[0], periods=n + pred_len, freq=self.offset, name=self.times.name)
+            feats = np.concatenate([self.features, calendar_features(times[n:])])
+            self._future[pred_len] = (times, feats)
+        return self._future[pred_len]
+
+    def window(
+        self, end: int, lookback: int, pred_len: int, clip: float, y_timestamp: Any = None
+    ) -> ForecastWindow:
+        """The window of the ``lookback`` bars ending at bar ``end - 1`` (fewer when the series is shorter)."""
+        start = max(0, end - lookback)
+        if y_timestamp is None:
+            y_index, y_feats = self.future(start, end, pred_len)
+            y_last = None
+        else:
+            y_stamps = to_timestamps(y_timestamp, name="y_timestamp")
+            y_index = _output_index(y_timestamp, y_stamps)
+            if len(y_stamps) != pred_len:
+                raise TimestampError(
+                    f"{self.name}: y_timestamp has {len(y_stamps)} entries but pred_len is {pred_len}"
+                )
+            check_time_order(y_stamps, name="y_timestamp")
+            y_feats, y_last = calendar_features(y_stamps), y_stamps[0]
+        history_end = self.times[end - 1]
+        if y_last is not None and y_last <= history_end:
+            raise TimestampError(
+                f"{self.name}: the first y_timestamp {y_last} is not after the last history bar {history_end}"
+            )
+        raw = self.values32[start:end]
+        mean, std = window_stats(raw)
+        x = np.clip((raw - mean) / (std + 1e-5), -clip, clip)
+        stamps = np.concatenate([self.features[start:end], y_feats])
+        return ForecastWindow(x, mean, std, stamps, y_index, float(self.values[end - 1, 3]), history_end)
+
+
+def _regular_offset(times: pd.DatetimeIndex) -> Any:
+    """The pandas offset of evenly spaced bars (what frequency inference finds for any window), else None.
+
+    Day-or-longer steps count only for naive or UTC times, where calendar and absolute days agree.
+    """
+    if len(times) < 3:
+        return None
+    steps = np.diff(times.asi8)
+    if not (steps == steps[0]).all() or steps[0] <= 0:
+        return None
+    if steps[0] >= _DAY_NS and times.tz is not None and str(times.tz) != "UTC":
+        return None
+    offset = infer_future_timestamps(times[-min(len(times), 60) :], 1).freq
+    if offset is None:
+        return None
+    check = pd.date_range(times[0], periods=len(times), freq=offset)
+    if check.dtype != times.dtype or not np.array_equal(check.asi8, times.asi8):
+        return None
+    return offset
+
+
+def _output_index(y_timestamp: Any, stamps: pd.DatetimeIndex) -> pd.Index:
+    """The reference indexes output by ``y_timestamp``: a Series becomes an index of its values and name."""
+    if isinstance(y_timestamp, pd.Series):
+        return pd.Index(y_timestamp.to_numpy(), name=y_timestamp.name)
+    if isinstance(y_timestamp, pd.Index):
+        return y_timestamp
+    return stamps
