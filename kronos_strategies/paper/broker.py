@@ -191,12 +191,17 @@ class CcxtBroker(_CidMixin, bt.BrokerBase):
         """Quote-currency balance (free plus reserved)."""
         return self.cash
 
-    def getvalue(self, datas: Any = None) -> float:
-        """Cash plus the position marked at the last close."""
-        data = self.p.data
-        pos = self.positions[data]
-        mark = data.close[0] if len(data) else pos.price
-        return self.cash + pos.size * mark
+    def getvalue(self, datas: Any = None, mkt: bool = False, lever: bool = False) -> float:
+        """As ``BackBroker.getvalue``: the value of the positions in ``datas`` only (what ``order_target_*``
+        asks for), or cash plus every position marked at its last close when ``datas`` is None."""
+        total = 0.0
+        for data in datas if datas else list(self.positions):
+            pos = self.positions[data]
+            mark = data.close[0] if len(data) else pos.price
+            total += self.getcommissioninfo(data).getvalue(pos, mark)
+        return total if datas else self.cash + total
+
+    get_value = getvalue
 
     def getposition(self, data: Any) -> bt.Position:
         """The position in ``data`` (base currency)."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
+from statistics import NormalDist
 
 import backtrader as bt
 import numpy as np
@@ -116,3 +118,50 @@ def exchange_client(url: str, *, secret: str = SECRET, retries: int = 4, sleep=N
     client = ExchangeClient(exchange, "BTC/USDT", retries=retries, backoff=0.01, max_backoff=0.05, **kwargs)
     client.load("1m")
     return client
+
+
+class PriceSignal(bt.Indicator):
+    """Deterministic stand-in for ``KronosSignal`` (same lines and params the shipped strategies read).
+
+    ``signal`` is the clipped ``period``-bar return times ``scale``; ``lower``/``upper`` are a normal band
+    of width ``window``-bar return std x sqrt(horizon), so a strategy's decisions depend only on prices
+    and the broker's answers, never on model sampling.
+    """
+
+    lines = ("expected_return", "prob_up", "lower", "upper", "signal")
+    params = (("period", 3), ("window", 10), ("horizon", 5), ("quantiles", (0.1, 0.9)), ("scale", 40.0))
+
+    def __init__(self) -> None:
+        self.addminperiod(max(self.p.window, self.p.period) + 1)
+
+    def next(self) -> None:
+        closes = np.asarray(self.data.close.get(size=self.p.window + 1))
+        close = closes[-1]
+        expected = close / self.data.close[-self.p.period] - 1.0
+        spread = float(np.diff(np.log(closes)).std()) * np.sqrt(self.p.horizon)
+        z = NormalDist().inv_cdf(self.p.quantiles[1])
+        self.lines.expected_return[0] = expected
+        self.lines.signal[0] = max(-1.0, min(1.0, expected * self.p.scale))
+        self.lines.prob_up[0] = (self.lines.signal[0] + 1.0) / 2.0
+        self.lines.lower[0] = close * (1.0 - z * spread)
+        self.lines.upper[0] = close * (1.0 + z * spread)
+
+
+def recording(strategy: type[bt.Strategy]) -> type[bt.Strategy]:
+    """``strategy`` with every order it sends listed in ``sent`` as (bar open ms, side, size)."""
+
+    def _note(self: bt.Strategy, order: bt.Order | None) -> bt.Order | None:
+        if order is not None:
+            stamp = bt.num2date(self.data.datetime[0]).replace(tzinfo=dt.timezone.utc).timestamp()
+            self.__dict__.setdefault("sent", []).append(
+                (int(round(stamp)) * 1000, "buy" if order.isbuy() else "sell", abs(order.created.size))
+            )
+        return order
+
+    def buy(self: bt.Strategy, *args: object, **kwargs: object) -> bt.Order | None:
+        return _note(self, strategy.buy(self, *args, **kwargs))
+
+    def sell(self: bt.Strategy, *args: object, **kwargs: object) -> bt.Order | None:
+        return _note(self, strategy.sell(self, *args, **kwargs))
+
+    return type(strategy.__name__, (strategy,), {"buy": buy, "sell": sell, "__module__": strategy.__module__})
