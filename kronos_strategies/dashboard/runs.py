@@ -198,6 +198,7 @@ def _fill_summary(ref: RunRef, row: RunSummary) -> None:
     sweep = read_json(ref, "sweep.json")
     if sweep is not None:
         _fill_sweep(sweep, row)
+        row.asset = _sweep_universe(ref) or row.asset
         return
     manifest = read_json(ref, "manifest.json")
     metrics = read_json(ref, "metrics.json")
@@ -242,6 +243,21 @@ def _fill_sweep(sweep: Any, row: RunSummary) -> None:
     trades = _number(best.get("trades"))
     row.trades = None if trades is None else int(trades)
     row.model = str(best["model"]) if best.get("model") is not None else None
+
+
+def _sweep_universe(ref: RunRef, limit: int = 5) -> str | None:
+    """The assets a sweep ran on, from its results.csv ('A, B, C +2 more'), None when unknown."""
+    import csv
+
+    path = safe_file(ref, "results.csv")
+    if path is None:
+        return None
+    with path.open(newline="", encoding="utf-8", errors="replace") as fh:
+        assets = list(dict.fromkeys(r["asset"] for r in csv.DictReader(fh) if r.get("asset")))
+    if not assets:
+        return None
+    more = f" +{len(assets) - limit} more" if len(assets) > limit else ""
+    return ", ".join(assets[:limit]) + more
 
 
 def _date(value: Any) -> str | None:

@@ -82,7 +82,7 @@ def runs_root(tmp_path: Path, tiny_run_dir: Path) -> Path:
             }
         )
     )
-    (sweep / "results.csv").write_text("rank,asset,enter,sharpe\n1,S&P 500,0.2,1.25\n")
+    (sweep / "results.csv").write_text("rank,asset,enter,sharpe\n1,S&P 500,0.2,1.25\n2,NASDAQ,0.2,1.0\n")
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "metrics.json").write_text(json.dumps({"strategy": {"sharpe": 42.0}}))

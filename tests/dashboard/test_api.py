@@ -40,9 +40,10 @@ def test_walk_forward_and_sweep_folders_are_typed(client):
     assert rows["0/wf"]["kind"] == "walk-forward" and rows["0/wf"]["error"] is None
     sweep = rows["0/sweeps/grid"]
     assert (sweep["kind"], sweep["name"], sweep["sharpe"], sweep["trades"]) == ("sweep", "grid", 1.25, 31)
+    assert sweep["asset"] == "S&P 500, NASDAQ"  # the universe, from results.csv
     detail = client.get("/api/run/0/sweeps/grid").get_json()
     assert detail["sweep"]["runs"] == 4 and "results.csv" in detail["summary"]["files"]
-    assert detail["sweep_results"] == [{"rank": 1, "asset": "S&P 500", "enter": 0.2, "sharpe": 1.25}]
+    assert detail["sweep_results"][0] == {"rank": 1, "asset": "S&P 500", "enter": 0.2, "sharpe": 1.25}
     assert client.get("/files/results.csv/0/sweeps/grid").data.startswith(b"rank,asset")
     assert client.get("/api/run/0/wf").get_json()["walkforward"]["verdict"] == "no gain"
 
