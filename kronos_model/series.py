@@ -67,14 +67,14 @@ class PreparedSeries:
             raise TimestampError(
                 f"{name}: x_timestamp has {len(times)} entries but the data has {len(frame)} rows"
             )
-        check_time_order(times, name=f"{name} timestamps")
         return cls.from_arrays(frame.to_numpy(), times, name=name)
 
     @classmethod
     def from_arrays(
         cls, values: np.ndarray, times: pd.DatetimeIndex, *, name: str = "series"
     ) -> PreparedSeries:
-        """Wrap already prepared float64 features [N, 6] and ordered times (as :meth:`from_frame` makes)."""
+        """Wrap features [N, 6] already through ``prepare_ohlcv`` and their times (checked for order here)."""
+        check_time_order(times, name=f"{name} timestamps")
         values = np.ascontiguousarray(values, dtype=np.float64)
         return cls(
             name=name,

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from kronos_model.data import prepare_ohlcv
 from kronos_model.errors import LookaheadError
 from kronos_model.forecast import Forecast
+from kronos_model.series import PreparedSeries
 
 from .cache import ForecastCache, forecast_key
 from .errors import ConfigError
@@ -161,7 +162,7 @@ class KronosSignal(bt.Indicator):
         i = len(self) - 1
         if self._held is None or self._is_forecast_bar(i):
             window = self._event_window()
-            self._held = self._values(self._forecasts([window])[0])
+            self._held = self._values(self._forecasts(window, [len(window)])[0])
             self._tick()
         for name, value in self._held.items():
             getattr(self.lines, name)[0] = value
@@ -175,13 +176,12 @@ class KronosSignal(bt.Indicator):
         start = max(start, self._once_done)
         if start >= end:
             return
-        feats, stamps = self._preloaded(end)
+        series = self._preloaded(end)
         bars = [
             i for i in range(start, end) if self._is_forecast_bar(i) or (i == start and self._held is None)
         ]
-        lb = self.p.lookback
-        windows = [feats.iloc[i - lb + 1 : i + 1].set_axis(stamps[i - lb + 1 : i + 1]) for i in bars]
-        values = dict(zip(bars, (self._values(f) for f in self._forecasts(windows)), strict=True))
+        forecasts = self._forecasts(series, [i + 1 for i in bars])
+        values = dict(zip(bars, (self._values(f) for f in forecasts), strict=True))
         arrays = {name: getattr(self.lines, name).array for name in self._line_names()}
         held: dict[str, float] = self._held or {}
         for i in range(start, end):
@@ -226,15 +226,17 @@ class KronosSignal(bt.Indicator):
     def _is_forecast_bar(self, i: int) -> bool:
         return (i - (self.p.lookback - 1)) % self.p.every == 0
 
-    def _feature_frame(self, columns: dict[str, np.ndarray]) -> pd.DataFrame:
-        """Validated six-feature frame (amount derived from volume when the feed has no amount line)."""
-        return prepare_ohlcv(pd.DataFrame(columns), name=f"{type(self).__name__} input")
+    def _series(self, columns: dict[str, np.ndarray], stamps: pd.DatetimeIndex) -> PreparedSeries:
+        """Validated six features (amount derived from volume when the feed has no amount line) and stamps."""
+        name = f"{type(self).__name__} input"
+        values = prepare_ohlcv(pd.DataFrame(columns), name=name).to_numpy()
+        return PreparedSeries.from_arrays(values, stamps, name=name)
 
     def _source_lines(self) -> tuple[str, ...]:
         names = self.data.lines.getlinealiases()
         return _PRICE_LINES + (("amount",) if "amount" in names else ())
 
-    def _event_window(self) -> pd.DataFrame:
+    def _event_window(self) -> PreparedSeries:
         """The last ``lookback`` bars, read through ``get`` so nothing after this bar is reachable."""
         lb = self.p.lookback
         cols = {
@@ -242,16 +244,20 @@ class KronosSignal(bt.Indicator):
             for name in self._source_lines()
         }
         stamps = bar_timestamps(self.data, np.asarray(self.data.datetime.get(size=lb), float))
-        return self._feature_frame(cols).set_axis(stamps)
+        return self._series(cols, stamps)
 
-    def _preloaded(self, end: int) -> tuple[pd.DataFrame, pd.DatetimeIndex]:
-        """All preloaded bars up to ``end`` (windows slice it so each sees only bars <= its own)."""
+    def _preloaded(self, end: int) -> PreparedSeries:
+        """All preloaded bars up to ``end``, validated once; each window is a slice ending at its own bar.
+
+        A window's future timestamps come from the bar interval when the bars are evenly spaced, which
+        gives exactly what the window's own timestamps infer; no price or volume after the bar is read.
+        """
         cols = {
             name: np.asarray(getattr(self.data.lines, name).array[:end], float)
             for name in self._source_lines()
         }
         stamps = bar_timestamps(self.data, np.asarray(self.data.datetime.array[:end], float))
-        return self._feature_frame(cols), stamps
+        return self._series(cols, stamps)
 
     def _values(self, forecast: Forecast) -> dict[str, float]:
         h = self.p.horizon
@@ -280,31 +286,51 @@ class KronosSignal(bt.Indicator):
             "top_p": p.top_p,
         }
 
-    def _forecasts(self, windows: Sequence[pd.DataFrame]) -> list[Forecast]:
-        """Forecast each window, reading and filling the cache; misses go to the model in batches."""
-        self.stats.windows += len(windows)
-        keys: list[str | None] = [None] * len(windows)
-        results: list[Forecast | None] = [None] * len(windows)
+    def _forecasts(self, series: PreparedSeries, ends: Sequence[int]) -> list[Forecast]:
+        """Forecast the windows of ``series`` ending at ``ends`` (exclusive), reading and filling the cache."""
+        lb = self.p.lookback
+        self.stats.windows += len(ends)
+        keys: list[str | None] = [None] * len(ends)
+        results: list[Forecast | None] = [None] * len(ends)
         if self.cache is not None:
             sampling = self._sampling()
-            for j, window in enumerate(windows):
+            for j, end in enumerate(ends):
+                start = max(0, end - lb)
                 keys[j] = forecast_key(
-                    self.predictor.fingerprint, window.to_numpy(), window.index, sampling, self.p.seed
+                    self.predictor.fingerprint,
+                    series.values[start:end],
+                    series.times[start:end],
+                    sampling,
+                    self.p.seed,
                 )
                 results[j] = self.cache.get(keys[j])
             self.stats.cache_hits += sum(r is not None for r in results)
         todo = [j for j, r in enumerate(results) if r is None]
         if todo:
-            self._compute(windows, todo, results, keys)
-        for window, forecast in zip(windows, results, strict=True):
-            end = forecast.history_end
-            if end is not None and pd.Timestamp(end) != window.index[-1]:
-                raise LookaheadError(f"forecast ends its history at {end}, the window at {window.index[-1]}")
+            self._compute(series, ends, todo, results, keys)
+        for end, forecast in zip(ends, results, strict=True):
+            last = series.times[end - 1]
+            if forecast.history_end is not None and pd.Timestamp(forecast.history_end) != last:
+                raise LookaheadError(
+                    f"forecast ends its history at {forecast.history_end}, the window at {last}"
+                )
         return results  # type: ignore[return-value]
+
+    def _model_forecasts(self, series: PreparedSeries, ends: list[int]) -> list[Forecast]:
+        """One model call: the prepared-series path when the predictor has it, else DataFrame windows."""
+        p = self.p
+        kwargs = dict(sample_count=p.sample_count, T=p.T, top_k=p.top_k, top_p=p.top_p, seed=p.seed)
+        if callable(getattr(self.predictor, "forecast_series", None)):
+            return self.predictor.forecast_series(
+                series, ends, p.pred_len, lookback=p.lookback, batch_size=p.batch_size, **kwargs
+            )
+        frames = [series.frame(max(0, e - p.lookback), e) for e in ends]
+        return self.predictor.forecast_batch(frames, p.pred_len, batch_size=p.batch_size, **kwargs)
 
     def _compute(
         self,
-        windows: Sequence[pd.DataFrame],
+        series: PreparedSeries,
+        ends: Sequence[int],
         todo: list[int],
         results: list[Forecast | None],
         keys: list[str | None],
@@ -316,16 +342,7 @@ class KronosSignal(bt.Indicator):
         with bar:
             for first in range(0, len(todo), p.batch_size):
                 chunk = todo[first : first + p.batch_size]
-                out = self.predictor.forecast_batch(
-                    [windows[j] for j in chunk],
-                    p.pred_len,
-                    sample_count=p.sample_count,
-                    T=p.T,
-                    top_k=p.top_k,
-                    top_p=p.top_p,
-                    seed=p.seed,
-                    batch_size=p.batch_size,
-                )
+                out = self._model_forecasts(series, [ends[j] for j in chunk])
                 self.stats.model_calls += 1
                 for j, forecast in zip(chunk, out, strict=True):
                     results[j] = forecast

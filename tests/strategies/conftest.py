@@ -42,6 +42,10 @@ class CountingPredictor(KronosPredictor):
         self.windows_computed += len(df_list)
         return super().forecast_batch(df_list, pred_len, **kwargs)
 
+    def forecast_series(self, series, ends, pred_len, **kwargs):  # noqa: ANN001, ANN003 - as the parent
+        self.windows_computed += len(ends)
+        return super().forecast_series(series, ends, pred_len, **kwargs)
+
 
 @pytest.fixture
 def counting_predictor() -> CountingPredictor:

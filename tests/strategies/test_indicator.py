@@ -154,6 +154,10 @@ class RecordingPredictor(CountingPredictor):
         self.seen.extend(df.index for df in df_list)
         return super().forecast_batch(df_list, pred_len, **kwargs)
 
+    def forecast_series(self, series, ends, pred_len, *, lookback, **kwargs):  # noqa: ANN001, ANN003
+        self.seen.extend(series.times[max(0, e - lookback) : e] for e in ends)
+        return super().forecast_series(series, ends, pred_len, lookback=lookback, **kwargs)
+
 
 @pytest.mark.parametrize("runonce", [True, False])
 def test_model_gets_the_feeds_real_timestamps(short_bars, runonce):
@@ -165,3 +169,22 @@ def test_model_gets_the_feeds_real_timestamps(short_bars, runonce):
     assert len(model.seen) == len(bars) - lb + 1
     for k, stamps in enumerate(model.seen):
         assert stamps.equals(bars.index[k : k + lb])  # exact, local time zone kept
+
+
+class FramesOnlyPredictor:
+    """A predictor offering only ``forecast_batch`` on DataFrames (as wrappers do): the indicator's fallback."""
+
+    def __init__(self, inner) -> None:  # noqa: ANN001
+        self.inner, self.max_context, self.fingerprint = inner, inner.max_context, inner.fingerprint
+
+    def forecast_batch(self, df_list, pred_len, **kwargs):  # noqa: ANN001, ANN003
+        return self.inner.forecast_batch(df_list, pred_len, **kwargs)
+
+
+@pytest.mark.parametrize("runonce", [True, False])
+def test_prepared_series_path_equals_dataframe_path(tiny_predictor, short_bars, runonce):
+    """Windows sliced from the prepared series give the lines DataFrame windows give, bit for bit."""
+    fast, _ = run_signal(short_bars, predictor=tiny_predictor, runonce=runonce, **FAST)
+    slow, _ = run_signal(short_bars, predictor=FramesOnlyPredictor(tiny_predictor), runonce=runonce, **FAST)
+    for name in fast:
+        assert np.array_equal(fast[name], slow[name], equal_nan=True), name
