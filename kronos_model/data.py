@@ -117,10 +117,10 @@ def infer_future_timestamps(stamps: pd.DatetimeIndex, pred_len: int) -> pd.Datet
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pandas 3 announces a change of infer_freq's return type
         freq = pd.infer_freq(recent)
-    if freq is None:
-        steps = pd.Series(recent[1:] - recent[:-1]).value_counts()
-        delta = steps.index[0]
-        if steps.iloc[0] * 2 <= steps.sum() or delta <= pd.Timedelta(0):
+    if freq is None:  # the most common step, when it covers more than half of them (so it is unique)
+        values, counts = np.unique(np.diff(recent.asi8), return_counts=True)
+        delta = pd.Timedelta(int(values[np.argmax(counts)]), unit=recent.unit)
+        if counts.max() * 2 <= counts.sum() or delta <= pd.Timedelta(0):
             raise TimestampError(
                 "cannot infer the bar frequency from the history (irregular spacing); pass y_timestamp"
             )
