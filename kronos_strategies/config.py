@@ -322,7 +322,7 @@ def _validate(cfg: BacktestConfig) -> None:
             f"'data.url' must start with http:// or https://, got {data.url!r}",
         )
         _iso(data.since, "data.since")
-    else:
+    elif "universe" not in cfg.sections:  # a `universe:` block (kronos_strategies.universe) replaces `data:`
         _rule(
             (data.path is None) != (data.dataset is None),
             "set exactly one of 'data.path' (a CSV/Parquet file), 'data.dataset' (built-in, e.g. sp500) "
@@ -437,6 +437,7 @@ SECTION_MODULES: dict[str, str] = {
     "finetune": "kronos_strategies.walkforward",
     "paper": "kronos_strategies.paper.config",
     "sweep": "kronos_strategies.sweep.plan",
+    "universe": "kronos_strategies.universe.config",
 }
 
 

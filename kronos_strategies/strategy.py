@@ -20,6 +20,8 @@ __all__ = ["STRATEGIES", "FractionalCommission", "KronosStrategy", "configure_br
 STRATEGIES: dict[str, str] = {
     "threshold": "kronos_strategies.builtin.threshold:ThresholdStrategy",
     "vol_target": "kronos_strategies.builtin.vol_target:VolTargetStrategy",
+    "topk": "kronos_strategies.builtin.topk:TopKStrategy",  # universe: (kronos_strategies.universe)
+    "long_short": "kronos_strategies.builtin.long_short:LongShortStrategy",  # universe:
 }
 _OLD_BUILTIN_PREFIX = "strategies."  # spelling before 0.2; still resolved, with a DeprecationWarning
 
@@ -155,6 +157,15 @@ class KronosStrategy(bt.Strategy):
         if crossing or abs(target - current) >= self.p.rebalance_band:
             self.order_target_percent(target=target)
             self.exposure_target = target
+
+    def session_state(self) -> dict[str, Any]:
+        """What a restarted paper/live session must restore to decide as if it never stopped."""
+        return {"side": self.side, "exposure_target": self.exposure_target}
+
+    def restore_session_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`session_state` (called once, before the first bar a resumed session processes)."""
+        self.side = int(state.get("side", 0))
+        self.exposure_target = float(state.get("exposure_target", 0.0))
 
     def notify_order(self, order: bt.Order) -> None:
         if order.status == order.Completed:

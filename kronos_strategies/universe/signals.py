@@ -1,0 +1,140 @@
+"""Kronos forecasts of every asset's windows, reduced to a [bars x assets] signal table.
+
+Vectorised mode forecasts all windows of all assets up front, in chunks of ``chunk`` windows (each chunk one
+``cached_forecasts`` call, so batches mix assets and memory stays flat in the number of assets); event mode
+forecasts, at each bar, the windows of the assets that have a bar, in one call. Windows are cut from each
+asset's own bars and keyed exactly like the single-asset ``KronosSignal`` windows (``ForecastSpec.key``), so
+a universe run and a single-asset run share cache entries.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from kronos_model.forecast import Forecast
+
+from ..cache import ForecastCache
+from ..forecasting import Forecaster, ForecastSpec, cached_forecasts
+from ..indicator import ForecastStats
+from .calendar import AlignedUniverse
+
+__all__ = ["SignalTable", "UniverseForecaster"]
+
+
+@dataclass
+class SignalTable:
+    """Per union bar and asset: the ranking signal, P(up) at the horizon and the expected return per step."""
+
+    index: pd.DatetimeIndex
+    names: list[str]
+    signal: np.ndarray  # [T, N] NaN where an asset has no forecast at t
+    prob_up: np.ndarray  # [T, N]
+    expected: np.ndarray  # [T, N, pred_len] mean cumulative return to each step
+    done: np.ndarray = field(repr=False, default=None)  # type: ignore[assignment]  # [T] rows filled
+
+    @classmethod
+    def empty(cls, index: pd.DatetimeIndex, names: list[str], pred_len: int) -> SignalTable:
+        t, n = len(index), len(names)
+        return cls(index, names, np.full((t, n), np.nan), np.full((t, n), np.nan),
+                   np.full((t, n, pred_len), np.nan), np.zeros(t, bool))  # fmt: skip
+
+    def frame(self, what: str = "signal") -> pd.DataFrame:
+        """``signal`` or ``prob_up`` as a DataFrame [bars x assets]."""
+        return pd.DataFrame(getattr(self, what), index=self.index, columns=self.names)
+
+    def expected_frame(self, step: int) -> pd.DataFrame:
+        """Expected cumulative return to step ``step`` (1-based) as a DataFrame [bars x assets]."""
+        return pd.DataFrame(self.expected[:, :, step - 1], index=self.index, columns=self.names)
+
+
+class UniverseForecaster:
+    """Forecasts the universe's windows through the shared cache and fills a :class:`SignalTable`."""
+
+    def __init__(
+        self,
+        universe: AlignedUniverse,
+        predictor: Forecaster,
+        spec: ForecastSpec,
+        cache: ForecastCache | None,
+        *,
+        lookback: int,
+        horizon: int,
+        signal: str = "expected_return",
+        batch_size: int = 64,
+        chunk: int = 2048,
+    ) -> None:
+        self.universe = universe
+        self.predictor = predictor
+        self.spec = spec
+        self.cache = cache if spec.seed is not None else None
+        self.lookback = lookback
+        self.horizon = horizon
+        self.kind = signal
+        self.batch_size = batch_size
+        self.chunk = chunk
+        self.stats = ForecastStats()
+        self.table = SignalTable.empty(universe.index, universe.names, spec.pred_len)
+        self._first = int(universe.index.searchsorted(universe.start))
+
+    # ------------------------------------------------------------------ both modes
+
+    def _window(self, name: str, pos: int) -> pd.DataFrame:
+        """The ``lookback`` bars of ``name`` ending at its own row ``pos`` (never another asset's calendar)."""
+        return self.universe.frames[name].iloc[pos - self.lookback + 1 : pos + 1]
+
+    def _run(self, cells: Sequence[tuple[int, int]], windows: Sequence[pd.DataFrame]) -> None:
+        """Forecast ``windows`` (one per (row, column) cell) and write their summaries into the table."""
+        started = time.perf_counter()
+        forecasts, computed = cached_forecasts(
+            self.predictor, windows, self.spec, self.cache, batch_size=self.batch_size
+        )
+        self.stats.windows += len(windows)
+        self.stats.computed += computed
+        self.stats.cache_hits += len(windows) - computed
+        self.stats.model_calls += -(-computed // self.batch_size)
+        self.stats.seconds += time.perf_counter() - started
+        for (t, j), forecast in zip(cells, forecasts, strict=True):
+            self._store(t, j, forecast)
+
+    def _store(self, t: int, j: int, forecast: Forecast) -> None:
+        cum = forecast.cumulative_returns()  # [S, pred_len]
+        h = self.horizon - 1
+        prob_up = float((cum[:, h] > 0).mean())
+        self.table.expected[t, j] = cum.mean(axis=0)
+        self.table.prob_up[t, j] = prob_up
+        self.table.signal[t, j] = (
+            float(cum[:, h].mean()) if self.kind == "expected_return" else 2 * prob_up - 1
+        )
+
+    # ------------------------------------------------------------------ vectorised mode
+
+    def precompute(self) -> SignalTable:
+        """Every eligible (bar, asset) window from the trading start on, in chunks of ``chunk`` windows."""
+        eligible = self.universe.eligible.to_numpy()
+        position = self.universe.position.to_numpy()
+        rows, cols = np.nonzero(eligible[self._first :])
+        rows = rows + self._first
+        names = self.universe.names
+        for lo in range(0, len(rows), self.chunk):
+            cells = list(zip(rows[lo : lo + self.chunk].tolist(), cols[lo : lo + self.chunk].tolist()))
+            windows = [self._window(names[j], int(position[t, j])) for t, j in cells]
+            self._run(cells, windows)
+        self.table.done[self._first :] = True
+        return self.table
+
+    # ------------------------------------------------------------------ event mode
+
+    def at(self, t: int, windows: dict[str, pd.DataFrame]) -> None:
+        """Event mode: forecast the windows of the assets that have a bar at union row ``t`` in one call."""
+        if self.table.done[t]:
+            return
+        index = {n: j for j, n in enumerate(self.table.names)}
+        cells = [(t, index[n]) for n in windows]
+        if cells:
+            self._run(cells, list(windows.values()))
+        self.table.done[t] = True
