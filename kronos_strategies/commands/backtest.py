@@ -63,6 +63,12 @@ def _when(stamp: Any) -> str:
 
 def run_handler(args: argparse.Namespace) -> int:
     """Load the YAML, apply overrides, run the backtest, print the summary table."""
+    # --- universe backtests (issue 15): a YAML with `universe:` or --data-dir runs kronos_strategies.universe
+    from kronos_strategies.universe.command import is_universe, run_universe
+
+    if is_universe(args):
+        return run_universe(args)
+    # --- end universe
     from kronos_strategies.runner import run_backtest
 
     overrides = list(args.set or [])
@@ -140,6 +146,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     run.add_argument(
         "--data", default=None, help="CSV/Parquet file to backtest (shortcut for --set data.path=...)"
+    )
+    run.add_argument(  # universe backtests (issue 15)
+        "--data-dir", default=None, help="folder of CSV/Parquet files: the assets of a universe: YAML"
     )
     run.add_argument("--mode", choices=("vectorised", "event"), default=None, help="override engine.mode")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
