@@ -234,7 +234,7 @@ def test_bad_inputs_give_clear_errors(frames):
 
 
 def test_early_stopping_keeps_the_best_epoch(frames, monkeypatch):
-    import kronos_model.training as training
+    import kronos_model.training.loop as training
 
     scripted = iter([1.0, 0.5, 0.6, 0.7, 0.4, 0.3])
     snapshots = []
