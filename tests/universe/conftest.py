@@ -9,7 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.strategies.conftest import FAST, TINY, CountingPredictor, _one_torch_thread, sp500_bars  # noqa: F401
+from tests.strategies.conftest import (  # noqa: F401 - shared fixtures
+    FAST,
+    TINY,
+    CountingPredictor,
+    _one_torch_thread,
+    counting_predictor,
+    sp500_bars,
+)
 
 NAMES = ("A", "B", "C", "D", "E")
 
