@@ -24,9 +24,17 @@ STAMP_FIELDS: tuple[str, ...] = ("minute", "hour", "weekday", "day", "month")
 
 
 def _where(df: pd.DataFrame, mask: np.ndarray, label: str) -> str:
-    """Describe the first offending row of ``mask`` for an error message."""
+    """Describe the first offending row of ``mask``: its timestamp (or index) and, for files, its line."""
     pos = int(np.flatnonzero(mask)[0])
-    return f"{label}: {int(mask.sum())} row(s), first at position {pos} (index {df.index[pos]!r})"
+    return f"{label}: {int(mask.sum())} row(s), first {_position(df.index, pos, df.attrs.get('first_line'))}"
+
+
+def _position(index: pd.Index, pos: int, first_line: int | None = None) -> str:
+    """``at 2020-01-03 (position 2, file line 4)`` for a timestamped row; ``at position 2 (index 'x')`` otherwise."""
+    line = f", file line {first_line + pos}" if first_line is not None else ""
+    if isinstance(index, pd.DatetimeIndex):
+        return f"at {index[pos]} (position {pos}{line})"
+    return f"at position {pos} (index {index[pos]!r}{line})"
 
 
 def prepare_ohlcv(df: pd.DataFrame, *, name: str = "df") -> pd.DataFrame:
@@ -45,29 +53,26 @@ def prepare_ohlcv(df: pd.DataFrame, *, name: str = "df") -> pd.DataFrame:
         )
     given = [c for c in FEATURE_COLUMNS if c in df.columns]
     try:
-        raw = df[given].to_numpy(dtype=np.float64)
+        raw = np.column_stack([df[c].to_numpy(dtype=np.float64) for c in given])  # no frame indexing
     except (TypeError, ValueError) as exc:
         raise DataError(f"{name} has non-numeric values in the OHLCV columns: {exc}") from exc
     finite = np.isfinite(raw)
     if not finite.all():
         cols = [c for j, c in enumerate(given) if not finite[:, j].all()]
         raise NonFiniteValueError(_where(df, ~finite.all(axis=1), f"{name} has NaN/inf values in {cols}"))
-    out = pd.DataFrame(raw, index=df.index, columns=given)
-    if "volume" not in out.columns:
-        out["volume"] = 0.0
-        if "amount" not in out.columns:
-            out["amount"] = 0.0
-    elif "amount" not in out.columns:
-        out["amount"] = out["volume"] * out[list(PRICE_COLUMNS)].mean(axis=1)
-    out = out[list(FEATURE_COLUMNS)]
-    values = out.to_numpy()
+    values = np.zeros((len(raw), len(FEATURE_COLUMNS)), order="F")  # column-major, as pandas keeps it
+    for j, c in enumerate(given):
+        values[:, FEATURE_COLUMNS.index(c)] = raw[:, j]
+    if "volume" in given and "amount" not in given:
+        values[:, 5] = values[:, 4] * values[:, :4].mean(axis=1)
+    out = pd.DataFrame(values, index=df.index, columns=list(FEATURE_COLUMNS))
     prices = values[:, :4]
     if (prices <= 0).any():
-        raise NonPositivePriceError(_where(out, (prices <= 0).any(axis=1), f"{name} has non-positive prices"))
+        raise NonPositivePriceError(_where(df, (prices <= 0).any(axis=1), f"{name} has non-positive prices"))
     if (values[:, 1] < values[:, 2]).any():
-        raise NonPositivePriceError(_where(out, values[:, 1] < values[:, 2], f"{name} has high < low"))
+        raise NonPositivePriceError(_where(df, values[:, 1] < values[:, 2], f"{name} has high < low"))
     if (values[:, 4:] < 0).any():
-        raise DataError(_where(out, (values[:, 4:] < 0).any(axis=1), f"{name} has negative volume/amount"))
+        raise DataError(_where(df, (values[:, 4:] < 0).any(axis=1), f"{name} has negative volume/amount"))
     return out
 
 
@@ -87,18 +92,22 @@ def to_timestamps(stamps: object, *, name: str = "timestamps") -> pd.DatetimeInd
     return idx
 
 
-def check_time_order(stamps: pd.DatetimeIndex, *, name: str = "timestamps") -> None:
-    """Raise if timestamps are duplicated or not strictly increasing."""
+def check_time_order(
+    stamps: pd.DatetimeIndex, *, name: str = "timestamps", first_line: int | None = None
+) -> None:
+    """Raise if timestamps are duplicated or not strictly increasing (``first_line``: file line of row 0)."""
     if len(stamps) < 2:
         return
     diffs = np.diff(stamps.asi8)
     if (diffs == 0).any():
         pos = int(np.flatnonzero(diffs == 0)[0]) + 1
-        raise DuplicateTimestampError(f"{name} has a duplicate timestamp {stamps[pos]} at position {pos}")
+        raise DuplicateTimestampError(
+            f"{name} has a duplicate timestamp {_position(stamps, pos, first_line)}"
+        )
     if (diffs < 0).any():
         pos = int(np.flatnonzero(diffs < 0)[0]) + 1
         raise UnsortedIndexError(
-            f"{name} is not sorted: {stamps[pos]} at position {pos} comes after {stamps[pos - 1]}"
+            f"{name} is not sorted: {_position(stamps, pos, first_line)} comes after {stamps[pos - 1]}"
         )
 
 

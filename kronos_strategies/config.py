@@ -39,6 +39,7 @@ __all__ = [
     "apply_overrides",
     "build_dataclass",
     "check_names",
+    "check_param_types",
     "load_config",
     "register_section",
 ]
@@ -60,6 +61,7 @@ class DataConfig:
     url: str | None = None  # API base URL override, e.g. the emulator's http://127.0.0.1:PORT
     since: str | None = None  # first bar to download (UTC); default: dates.start less the lookback warm-up
     cache_dir: str | None = ".kronos_cache/ohlcv"  # downloaded candles (None: download every run)
+    periods_per_year: float | None = None  # bars per year for annualising; None: from the data's calendar
 
 
 @dataclass
@@ -328,6 +330,11 @@ def _validate(cfg: BacktestConfig) -> None:
             "set exactly one of 'data.path' (a CSV/Parquet file), 'data.dataset' (built-in, e.g. sp500) "
             "and 'data.source: ccxt'",
         )
+    _check_tz(data.tz)
+    _rule(
+        data.periods_per_year is None or data.periods_per_year > 0,
+        f"'data.periods_per_year' must be > 0 or null (from the calendar), got {data.periods_per_year}",
+    )
     bounds = {key: _iso(getattr(cfg.dates, key), f"dates.{key}") for key in ("start", "end")}
     if None not in bounds.values():
         _rule(bounds["start"] < bounds["end"], "'dates.start' must be before 'dates.end'")
@@ -378,6 +385,51 @@ def _validate(cfg: BacktestConfig) -> None:
         validate = _SECTIONS[name][1]
         if validate is not None:
             validate(section, cfg)
+
+
+def _check_tz(tz: str | None) -> None:
+    """An unknown time zone is a ConfigError naming 'data.tz' and an example of a valid one."""
+    if tz is None:
+        return
+    import pandas as pd
+
+    try:
+        pd.Timestamp("2020-01-01").tz_localize(tz)
+    except Exception:  # noqa: BLE001 - zoneinfo, pytz and dateutil raise different types
+        raise ConfigError(
+            f"'data.tz' {tz!r} is not a known time zone; use an IANA name like 'UTC' or 'America/New_York'"
+        ) from None
+
+
+def check_param_types(given: Mapping[str, Any], defaults: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Check params against the types of their declared defaults (before any forecast); ints pass as floats."""
+    out = dict(given)
+    for key, value in given.items():
+        default = defaults.get(key)
+        if default is None or value is None:
+            continue
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int | float):
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            if ok and isinstance(default, float):
+                out[key] = float(value)
+            elif ok and isinstance(value, float):
+                ok = value.is_integer()
+                out[key] = int(value)
+        elif isinstance(default, str):
+            ok = isinstance(value, str)
+        elif isinstance(default, list | tuple):
+            ok = isinstance(value, list | tuple)
+        else:
+            continue
+        if not ok:
+            kind = "true/false" if isinstance(default, bool) else type(default).__name__
+            raise ConfigError(
+                f"'{where}.{key}' must be {kind} like the default {default!r}, got {value!r} "
+                f"({type(value).__name__}); fix it in the YAML or with --set {where}.{key}=..."
+            )
+    return out
 
 
 # ----------------------------------------------------------------------------- loading

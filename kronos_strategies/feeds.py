@@ -68,7 +68,20 @@ def _read_file(path: Path) -> pd.DataFrame:
         except ImportError as exc:
             raise DataError(f"reading {path} needs pyarrow: pip install 'kronos-bt[parquet]'") from exc
     if suffix in (".csv", ".txt", ".gz"):
-        return pd.read_csv(path)
+        try:
+            raw = pd.read_csv(path)
+        except pd.errors.EmptyDataError:
+            raise DataError(f"data file {str(path)!r} is empty (0 bytes): export the bars again") from None
+        except pd.errors.ParserError as exc:
+            raise DataError(f"data file {str(path)!r} is not a readable CSV: {exc}") from None
+        if len(raw.columns) == 1 and any(sep in str(raw.columns[0]) for sep in ";\t|"):
+            sep = next(s for s in ";\t|" if s in str(raw.columns[0]))
+            raise DataError(
+                f"data file {str(path)!r} is delimited by {sep!r}, not commas; save it as a comma-separated CSV "
+                f"(pandas: df.to_csv(path)) or convert it with: sed 's/{sep}/,/g'"
+            )
+        raw.attrs["first_line"] = 2  # row 0 is on the line after the header
+        return raw
     raise DataError(f"cannot read {path}: use a .csv or .parquet file")
 
 
@@ -130,15 +143,29 @@ def read_ohlcv(
     raw = source.copy() if isinstance(source, pd.DataFrame) else _read_file(Path(source))
     if not isinstance(raw, pd.DataFrame):
         raise DataError(f"{label} must be a DataFrame, CSV or Parquet file, got {type(source).__name__}")
+    if len(raw) == 0:
+        raise DataError(f"{label} has no rows (only a header {list(raw.columns)}): it needs OHLCV bars")
+    first_line = raw.attrs.get("first_line")
     raw.columns = [_ALIASES.get(str(c).strip().lower(), str(c).strip().lower()) for c in raw.columns]
     col = _stamp_column(raw, timestamp_column.lower() if timestamp_column else None)
     stamps = _parse_stamps(raw[col] if col else raw.index, f"{label} timestamps")
     if tz is not None:
-        stamps = stamps.tz_convert(tz) if stamps.tz is not None else stamps.tz_localize(tz)
-    check_time_order(stamps, name=f"{label} timestamps")
+        try:
+            stamps = stamps.tz_convert(tz) if stamps.tz is not None else stamps.tz_localize(tz)
+        except Exception as exc:  # noqa: BLE001 - unknown zone names raise zoneinfo/pytz/dateutil errors
+            if "nonexistent" in type(exc).__name__.lower() or "ambiguous" in type(exc).__name__.lower():
+                raise TimestampError(f"{label} timestamps cannot be localised to {tz}: {exc}") from None
+            raise TimestampError(
+                f"time zone {tz!r} is not known; use an IANA name like 'UTC' or 'America/New_York'"
+            ) from None
+    check_time_order(stamps, name=f"{label} timestamps", first_line=first_line)
     raw = raw.drop(columns=[col]) if col else raw
-    frame = prepare_ohlcv(raw.reset_index(drop=True), name=str(label))
+    raw.index = pd.DatetimeIndex(stamps, name="timestamp")
+    if first_line is not None:
+        raw.attrs["first_line"] = first_line
+    frame = prepare_ohlcv(raw, name=str(label))
     frame.index = pd.DatetimeIndex(stamps, name="timestamp")
+    frame.attrs = {"source_columns": [str(c) for c in raw.columns]}  # for the data checks' warnings
     return frame
 
 

@@ -30,6 +30,7 @@ from kronos_model.forecast import Forecast  # noqa: E402
 from .errors import ConfigError  # noqa: E402
 
 __all__ = [
+    "bar_calendar",
     "package_versions",
     "performance_metrics",
     "periods_per_year",
@@ -46,24 +47,52 @@ _PACKAGES: tuple[str, ...] = (
 )  # fmt: skip
 
 
-def periods_per_year(index: pd.DatetimeIndex) -> float:
-    """Bars per year from the bar interval: 252 for weekday daily bars, 365 for 24/7 daily, 8766 for hourly 24/7.
+# Days per year: calendar, weekdays (FX sessions) and exchange trading days.
+_CALENDAR_DAYS, _WEEKDAYS, _TRADING_DAYS = 365.25, 365.25 * 5 / 7, 252.0
 
-    Intraday bars without weekend trading (exchange hours) are counted from the data's own span.
+
+def bar_calendar(index: pd.DatetimeIndex) -> tuple[str, pd.Timedelta]:
+    """The data's trading calendar and median bar interval.
+
+    ``"24/7"`` (weekend bars on most weekends), ``"weekdays"`` (intraday bars filling whole weekdays: FX),
+    ``"sessions"`` (daily bars on weekdays, or intraday exchange hours). A few stray weekend bars (FX's
+    Sunday open) do not make data 24/7.
     """
     index = pd.DatetimeIndex(index)
     if len(index) < 3:
         raise ConfigError("need at least 3 bars to infer the bar interval for annualisation")
     step = pd.Timedelta(np.median(np.diff(index.asi8)), unit=index.unit)
+    weekend = index.day_of_week >= 5
+    if weekend.mean() > 0.1:  # 24/7 data has 2/7 of its bars on weekends
+        return "24/7", step
+    if step >= pd.Timedelta(hours=20) or not (~weekend).any():
+        return "sessions", step
+    on_weekdays = index[~weekend]
+    bars_per_day = len(on_weekdays) / len(np.unique(on_weekdays.normalize()))
+    return ("weekdays" if bars_per_day >= 0.8 * (pd.Timedelta(days=1) / step) else "sessions"), step
+
+
+def periods_per_year(index: pd.DatetimeIndex) -> float:
+    """Bars per year from the data's own calendar (see :func:`bar_calendar`), for annualisation.
+
+    24/7: 365 daily bars, 8766 hourly. Weekday daily bars are exchange trading days (252) unless nearly
+    every weekday has a bar (FX: 261); FX intraday counts weekday sessions (24 x 261 = 6261 hourly);
+    exchange hours count bars per trading day x 252. Weekly and longer bars use calendar time.
+    """
+    index = pd.DatetimeIndex(index)
+    kind, step = bar_calendar(index)
     days = step / pd.Timedelta(days=1)
-    weekend = bool((index.day_of_week >= 5).any())
+    if days > 1.5:
+        return _CALENDAR_DAYS / days
+    if kind == "24/7":
+        return 365.0 if math.isclose(days, 1.0, rel_tol=0.05) else _CALENDAR_DAYS / days
+    if kind == "weekdays":
+        return float(round(_WEEKDAYS / days))
+    dates = index[index.day_of_week < 5].normalize()
     if math.isclose(days, 1.0, rel_tol=0.05):
-        return 365.0 if weekend else 252.0
-    if days > 1 or weekend:
-        return 365.25 / days
-    # Intraday bars in exchange hours: bars per observed trading day times 252 trading days.
-    trading_days = len(np.unique(index.normalize()))
-    return float(len(index) / trading_days * 252.0)
+        weekdays = np.busday_count(dates[0].date(), dates[-1].date()) + 1
+        return 261.0 if len(np.unique(dates)) / max(weekdays, 1) > 0.985 else _TRADING_DAYS
+    return float(len(dates) / len(np.unique(dates)) * _TRADING_DAYS)  # exchange hours
 
 
 def performance_metrics(
@@ -155,13 +184,17 @@ def write_tearsheet(
         _for_quantstats(benchmark, benchmark.name or "Benchmark"),
     )
     ppy = int(round(periods))
-    with _quiet():
+    # match_dates=False: quantstats would otherwise cut the flat first bar, so a strategy that loses from
+    # its first move and never recovers starts "in" a drawdown that drawdown_details cannot see (Max
+    # Drawdown "-"), and the period would differ from metrics.json's. x_compat: pandas >= 3 draws bars over
+    # a DatetimeIndex at period positions, and quantstats' EOY chart labels ticks by position (one off).
+    with _quiet(), pd.plotting.plot_params.use("x_compat", True):
         if strat.std() > 0:
             qs.reports.html(strat, benchmark=bench, output=str(output), title=title, periods_per_year=ppy,
-                            benchmark_title=bench.name)  # fmt: skip
+                            benchmark_title=bench.name, match_dates=False)  # fmt: skip
         else:  # quantstats cannot regress a constant series on the benchmark
             log.warning("strategy returns are constant (it never traded): tear-sheet without the benchmark")
-            qs.reports.html(strat, output=str(output), title=title, periods_per_year=ppy,
+            qs.reports.html(strat, output=str(output), title=title, periods_per_year=ppy, match_dates=False,
                             parameters={"Note": "the strategy never traded; no benchmark comparison"})  # fmt: skip
     plt.close("all")
     return output

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import logging
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +20,8 @@ import pandas as pd
 from kronos_model.errors import InsufficientHistoryError
 
 from . import reporting, walkforward  # walkforward registers the `finetune:` YAML block
-from .config import BacktestConfig, ModelConfig, check_names, load_config
+from .config import BacktestConfig, ModelConfig, check_names, check_param_types, load_config
+from .datacheck import DataWarning, data_warnings
 from .errors import ConfigError
 from .feeds import bar_timestamps, data_fingerprint, load_dataset, make_feed, read_ohlcv, slice_with_warmup
 from .indicator import ForecastStats, KronosSignal
@@ -49,6 +53,9 @@ class BacktestResult:
     periods_per_year: float
     seconds: float
     files: dict[str, Path] = field(default_factory=dict)
+    warnings: list[DataWarning] = field(default_factory=list)  # data problems that are not errors
+    start_note: str = ""  # why trading starts later than dates.start (warm-up), empty when it does not
+    hints: list[str] = field(default_factory=list)  # 0 trades, costs eating the gross P&L
 
 
 class _Recorder(bt.Analyzer):
@@ -121,6 +128,12 @@ def strategy_classes(cfg: BacktestConfig) -> tuple[type[KronosSignal], type[Kron
         raise ConfigError(f"strategy.name {cfg.strategy.name!r} is not a KronosStrategy subclass")
     check_names(cfg.indicator.params, indicator.params._getkeys(), "indicator.params")
     check_names(cfg.strategy.params, strategy.params._getkeys(), "strategy.params")
+    cfg.indicator.params = check_param_types(
+        cfg.indicator.params, dict(indicator.params._getitems()), "indicator.params"
+    )
+    cfg.strategy.params = check_param_types(
+        cfg.strategy.params, dict(strategy.params._getitems()), "strategy.params"
+    )
     return indicator, strategy
 
 
@@ -155,16 +168,27 @@ def run_backtest(
     predictor: Any = None,
     bars: pd.DataFrame | None = None,
     write_reports: bool = True,
+    new_folder: bool = False,
+    force: bool = True,
 ) -> BacktestResult:
     """Run one backtest: load bars and model, run backtrader, compute metrics and write the reports.
 
     ``predictor`` / ``bars`` replace what the config names (tests, notebooks); ``out_dir`` replaces
-    ``output.dir``. Bad input raises a ``KronosError`` subclass naming the problem.
+    ``output.dir``. ``new_folder`` writes into a fresh ``<out>/<UTC time>-<hash>/`` folder and points
+    ``<out>/latest`` at it (the CLI's default); otherwise ``force=False`` refuses a folder that already
+    holds a run. Bad input raises a ``KronosError`` subclass naming the problem.
     """
     started = time.perf_counter()
     cfg = config if isinstance(config, BacktestConfig) else load_config(config, overrides)
     indicator_cls, strategy_cls = strategy_classes(cfg)
     frame = load_bars(cfg) if bars is None else read_ohlcv(bars, name=cfg.data.name or "bars")
+    base_dir = Path(out_dir) if out_dir is not None else cfg.output_dir
+    if write_reports and new_folder:
+        out_dir = run_folder(base_dir, cfg, data_fingerprint(frame))
+    elif write_reports and not force and (base_dir / "manifest.json").exists():
+        raise ConfigError(
+            f"{base_dir} already holds a run (manifest.json); pass --force to overwrite it or choose another --out"
+        )
     lookback = cfg.indicator.lookback
     history = frame  # all bars: walk-forward folds train on bars before dates.start too
     try:
@@ -178,8 +202,13 @@ def run_backtest(
             f"{len(frame)} bars between the warm-up start and dates.end; lookback={lookback} needs at least "
             f"{lookback + 2}: use longer data, an earlier dates.start or a shorter indicator.lookback"
         )
+    requested = start
     start = max(start, frame.index[lookback - 1])  # the first bar with a forecast
-    periods = reporting.periods_per_year(frame.index)
+    note = _start_note(cfg, frame, requested, start)
+    label = str(cfg.data.name or cfg.data.dataset or cfg.data.path or "data")
+    warnings_found = data_warnings(frame, label=label)
+    # Annualisation: the calendar's bars per year (or data.periods_per_year), whole, as the tear-sheet uses.
+    periods = float(round(cfg.data.periods_per_year or reporting.periods_per_year(frame.index)))
     predictor = predictor if predictor is not None else load_model(cfg.model)
     if cfg.engine.threads is not None:
         import torch
@@ -211,13 +240,84 @@ def run_backtest(
     strat = cerebro.run()[0]
 
     result = _collect(cfg, strat, feed, frame, start, periods, cfg.broker.cash)
+    result.warnings, result.start_note = warnings_found, note
+    result.hints = run_hints(cfg, result)
     result.model_fingerprint = str(getattr(predictor, "fingerprint", "unknown"))
     result.seconds = time.perf_counter() - started
     if write_reports:
         out = Path(out_dir) if out_dir is not None else cfg.output_dir
         result.files = write_reports_for(result, out)
         result.seconds = time.perf_counter() - started  # the manifest keeps the time before the reports
+        if new_folder:
+            point_latest(out)
     return result
+
+
+def _start_note(
+    cfg: BacktestConfig, frame: pd.DataFrame, requested: pd.Timestamp, start: pd.Timestamp
+) -> str:
+    """Why trading starts at ``start`` rather than at dates.start / the first bar (the lookback warm-up)."""
+    if start <= requested:
+        return ""
+    lookback = cfg.indicator.lookback
+    asked = f"dates.start {cfg.dates.start}" if cfg.dates.start else "the first bar"
+    return (
+        f"trading starts {start} instead of {requested} ({asked}): the first {lookback - 1} bars from "
+        f"{frame.index[0]} warm up indicator.lookback={lookback}; use data from before {requested} "
+        "or a shorter lookback"
+    )
+
+
+# A run whose costs exceed this share of its gross P&L (before costs) gets a hint.
+COST_SHARE_HINT = 0.5
+
+
+def run_hints(cfg: BacktestConfig, result: BacktestResult) -> list[str]:
+    """One-line hints for results that usually mean a setting is off: no trades, costs eating the P&L."""
+    if result.metrics.get("orders_filled", 0) == 0:
+        sig = result.signals.reindex(result.returns.index).get("signal")
+        seen = (
+            f" (the signal ranged {sig.min():.3g} .. {sig.max():.3g})"
+            if sig is not None and sig.notna().any()
+            else ""
+        )
+        return [
+            f"no trades: the entry rule never fired with strategy.params {cfg.strategy.params}{seen}; "
+            "loosen the entry threshold (e.g. --set strategy.params.enter=0.1) or look at signals.csv"
+        ]
+    fills = result.fills
+    commission = float(fills["commission"].abs().sum())
+    slippage = float((fills["size"].abs() * fills["price"]).sum() * cfg.broker.slippage)
+    costs = commission + slippage
+    gross = float(result.equity.iloc[-1] - cfg.broker.cash) + costs
+    if costs > 0 and costs > COST_SHARE_HINT * abs(gross):
+        return [
+            f"costs ~{costs:,.0f} (commission {commission:,.0f} + slippage ~{slippage:,.0f}) exceed "
+            f"{COST_SHARE_HINT:.0%} of the gross P&L {gross:+,.0f}: check broker.commission / broker.slippage "
+            "for this market, or trade less (higher strategy.params.enter, indicator.every)"
+        ]
+    return []
+
+
+def run_folder(base: Path, cfg: BacktestConfig, data_hash: str) -> Path:
+    """A new, unused ``<base>/<UTC YYYYmmdd-HHMMSS>-<8 hex of config + data>/`` path for one run's reports."""
+    digest = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode())
+    digest.update(data_hash.encode())
+    stem = f"{pd.Timestamp.now(tz='UTC'):%Y%m%d-%H%M%S}-{digest.hexdigest()[:8]}"
+    path, n = base / stem, 1
+    while path.exists():  # the same config twice within one second
+        n += 1
+        path = base / f"{stem}-{n}"
+    return path
+
+
+def point_latest(run_dir: Path) -> None:
+    """Make ``<run_dir>/../latest`` a relative link to ``run_dir`` (replaced atomically)."""
+    link = run_dir.parent / "latest"
+    tmp = run_dir.parent / f".latest-{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(run_dir.name, target_is_directory=True)
+    os.replace(tmp, link)
 
 
 def _collect(
@@ -326,6 +426,11 @@ def write_reports_for(result: BacktestResult, out: Path) -> dict[str, Path]:
             "packages": reporting.package_versions(),
             "created": pd.Timestamp.now(tz="UTC").isoformat(),
             "seconds": round(result.seconds, 3),
+            "trading_start": result.returns.index[0],
+            "trading_start_note": result.start_note or None,
+            "periods_per_year": result.periods_per_year,
+            "data_warnings": [w.to_dict() for w in result.warnings],
+            "hints": result.hints,
         },
         out / "manifest.json",
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,8 @@ def summary_table(result: Any) -> str:
     lines = [
         f"{cfg.name}: {cfg.strategy.name} on {cfg.data.name or cfg.data.dataset or cfg.data.path}, "
         f"{_when(idx[0])} .. {_when(idx[-1])} ({len(idx)} bars, {result.periods_per_year:.0f} bars/yr)",
+        *(f"note: {result.start_note}" for _ in [0] if result.start_note),
+        *(f"warning: {w.message}" for w in result.warnings),
         f"{'':<20}{'Strategy':>14}{bench_title:>{width}}",
     ]
     for label, key, fmt in _ROWS:
@@ -50,6 +53,7 @@ def summary_table(result: Any) -> str:
         f"forecasts: {s.windows} windows, {s.computed} computed, {s.cache_hits} from cache, "
         f"{s.seconds:.1f} s in the model; run and reports took {result.seconds:.1f} s"
     )
+    lines += [f"hint: {h}" for h in result.hints]
     if result.files:
         first = next(iter(result.files.values())).parent
         lines.append(f"wrote {first}/: " + ", ".join(p.name for p in result.files.values()))
@@ -61,8 +65,33 @@ def _when(stamp: Any) -> str:
     return str(stamp.date()) if stamp == stamp.normalize() else str(stamp)
 
 
+def data_overrides(config: str, data: str | None, name: str | None) -> list[str]:
+    """``--set`` items for ``--data FILE`` / ``--name NAME``: the file, its label, the benchmark and the run name.
+
+    The label is ``--name`` or the file's stem; the run is named ``<YAML name>-<label slug>`` so its
+    reports land in their own ``runs/<run name>/`` folder, never in the YAML's default data's folder.
+    """
+    if data is None and name is None:
+        return []
+    from kronos_strategies.config import load_config
+
+    base = load_config(config).name
+    label = name or Path(data).stem  # type: ignore[arg-type]
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") or "data"
+    out = [] if data is None else [f"data.path={data}", "data.dataset=null", "data.source=null"]
+    return out + [
+        f"data.name={_yaml_str(label)}", f"benchmark.title={_yaml_str('Buy & hold ' + label)}",
+        f"name={_yaml_str(base + '-' + slug)}", "output.title=null",
+    ]  # fmt: skip
+
+
+def _yaml_str(text: str) -> str:
+    """A string as a YAML scalar that ``--set`` reads back unchanged (quoted)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def run_handler(args: argparse.Namespace) -> int:
-    """Load the YAML, apply overrides, run the backtest, print the summary table."""
+    """Load the YAML, apply overrides, run the backtest into a fresh run folder, print the summary table."""
     # --- universe backtests (issue 15): a YAML with `universe:` or --data-dir runs kronos_strategies.universe
     from kronos_strategies.universe.command import is_universe, run_universe
 
@@ -71,16 +100,16 @@ def run_handler(args: argparse.Namespace) -> int:
     # --- end universe
     from kronos_strategies.runner import run_backtest
 
-    overrides = list(args.set or [])
-    if args.data:
-        overrides += [f"data.path={args.data}", "data.dataset=null"]
+    overrides = data_overrides(args.config, args.data, args.name) + list(args.set or [])
     if args.mode:
         overrides.append(f"engine.mode={args.mode}")
     if args.no_progress:
         overrides.append("engine.progress=false")
     if args.threads:
         overrides.append(f"engine.threads={args.threads}")
-    result = run_backtest(args.config, overrides=overrides, out_dir=args.out)
+    result = run_backtest(
+        args.config, overrides=overrides, out_dir=args.out, new_folder=args.out is None, force=args.force
+    )
     print(summary_table(result))
     return 0
 
@@ -139,7 +168,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=fmt,
     )
     run.add_argument("config", help="YAML backtest file, e.g. backtests/sp500_threshold.yaml")
-    run.add_argument("--out", default=None, help="report directory (default: output.dir of the YAML)")
+    run.add_argument(
+        "--out", default=None,
+        help="report directory; refused when it holds a run unless --force "
+        "(default: a new <output.dir>/<UTC time>-<hash>/ folder and a 'latest' link to it)",
+    )  # fmt: skip
+    run.add_argument("--force", action="store_true", help="overwrite the run already in --out")
+    run.add_argument(
+        "--name", default=None, help="label of the data in titles and the run name (default: --data's stem)"
+    )
     run.add_argument(
         "--set", action="append", metavar="KEY=VALUE", default=[],
         help="override a YAML key, e.g. --set strategy.params.enter=0.2 (repeatable)",

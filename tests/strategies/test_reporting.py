@@ -9,11 +9,15 @@ import pytest
 from kronos_strategies.errors import ConfigError
 from kronos_strategies.reporting import performance_metrics, periods_per_year, write_tearsheet
 
+_US_HOLIDAYS = ["2015-01-19", "2015-02-16", "2015-04-03", "2015-05-25", "2015-07-03", "2015-09-07",
+                "2015-11-26", "2015-12-25", "2016-01-01", "2016-01-18", "2016-02-15"]  # fmt: skip
+
 
 @pytest.mark.parametrize(
     ("index", "expected"),
     [
-        (pd.bdate_range("2015-01-01", periods=300), 252.0),  # stock days
+        (pd.bdate_range("2015-01-01", periods=300, freq="C", holidays=_US_HOLIDAYS), 252.0),  # stock days
+        (pd.bdate_range("2015-01-01", periods=300), 261.0),  # FX days: every weekday
         (pd.date_range("2015-01-01", periods=300, freq="D"), 365.0),  # crypto days
         (pd.date_range("2021-01-01", periods=500, freq="h", tz="UTC"), 365.25 * 24),  # crypto hours
         (pd.date_range("2015-01-02", periods=100, freq="W-FRI"), 365.25 / 7),
