@@ -51,7 +51,7 @@ class PreparedSeries:
     times: pd.DatetimeIndex
     features: np.ndarray = field(repr=False)  # [N, 5] float32 calendar features
     values32: np.ndarray = field(repr=False)  # [N, 6] float32, column-major like DataFrame.to_numpy
-    offset: Any = None  # the bar interval as a pandas offset when the bars are evenly spaced
+    _offset: Any = field(default=False, repr=False)  # False: not looked at yet
     _future: dict[int, tuple[pd.DatetimeIndex, np.ndarray]] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -82,11 +82,17 @@ class PreparedSeries:
             times=times,
             features=calendar_features(times),
             values32=np.asfortranarray(values, dtype=np.float32),  # the layout (and sums) of to_numpy
-            offset=_regular_offset(times),
         )
 
     def __len__(self) -> int:
         return len(self.values)
+
+    @property
+    def offset(self) -> Any:
+        """The bar interval as a pandas offset when all bars are evenly spaced, else None (found once)."""
+        if self._offset is False:
+            self._offset = _regular_offset(self.times)
+        return self._offset
 
     def frame(self, start: int, end: int) -> pd.DataFrame:
         """Bars ``start:end`` as the prepared six-feature DataFrame indexed by their times."""
@@ -100,7 +106,7 @@ class PreparedSeries:
         Evenly spaced series read them from the series extended by its interval; otherwise the window's own
         history infers them, exactly as :func:`~kronos_model.data.infer_future_timestamps` does.
         """
-        if self.offset is None or end - start < 3:
+        if end == len(self) or end - start < 3 or self.offset is None:  # one window: infer it directly
             index = infer_future_timestamps(self.times[start:end], pred_len)
             return index, calendar_features(index)
         times, feats = self._extended(pred_len)

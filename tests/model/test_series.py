@@ -150,3 +150,16 @@ def test_forecast_series_rejects_ends_outside_the_series(tiny_predictor):
     with pytest.raises(DataError, match="window ends must lie"):
         tiny_predictor.forecast_series(series, [10, 301], 2, lookback=8)
     assert tiny_predictor.forecast_series(series, [], 2, lookback=8) == []
+
+
+def test_prepared_features_keep_the_pandas_numbers_and_layout():
+    """The numpy fill equals the pandas formula (volume x row mean of prices) and stays column-major."""
+    frame = _bars(*SERIES["hourly_ohlcv"], seed=5)
+    prepared = prepare_ohlcv(frame)
+    prices = frame[["open", "high", "low", "close"]]
+    np.testing.assert_array_equal(prepared["amount"], frame["volume"] * prices.mean(axis=1))
+    assert prepared.to_numpy(dtype=np.float32).flags["F_CONTIGUOUS"]  # window means sum in this order
+    prices_only = prepare_ohlcv(frame[["open", "high", "low", "close"]])
+    assert (prices_only[["volume", "amount"]].to_numpy() == 0).all()
+    amount_only = prepare_ohlcv(frame.assign(amount=7.5).drop(columns="volume"))
+    assert (amount_only["volume"] == 0).all() and (amount_only["amount"] == 7.5).all()
