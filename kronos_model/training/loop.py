@@ -243,6 +243,7 @@ class _State:
     step: int = 0
     epoch: int = 1
     epoch_losses: list[float] = field(default_factory=list)
+    step_losses: list[float] = field(default_factory=list)
     epoch_done: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
     best_val: float = math.inf
@@ -352,7 +353,7 @@ def _fit(
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [device.index] if device.type == "cuda" else None
-        wrapped = DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
+        wrapped = DistributedDataParallel(module, device_ids=ids)
     started = time.perf_counter() - st.seconds
     bar = tqdm(
         total=total,
@@ -394,6 +395,7 @@ def _fit(
             schedule.step()
             st.step += 1
             st.epoch_losses.append(step_loss)
+            st.step_losses.append(step_loss)
             bar.update(1)
             bar.set_postfix(loss=f"{step_loss:.4f}", best_val=f"{st.best_val:.4f}", refresh=False)
             if cfg.checkpoint_dir and cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0:
@@ -444,6 +446,7 @@ def _fit(
         "val_windows": len(split.val),
         "steps": st.step,
         "epochs": st.history,
+        "step_losses": st.step_losses,  # global-batch mean loss of every optimiser step
         "best_epoch": st.best_epoch,
         "best_val_loss": best,
         "stopped_early": stopped_early,
