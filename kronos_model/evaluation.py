@@ -400,7 +400,8 @@ def evaluate(
         paths[KRONOS] = _kronos_paths(
             predictor, frames, horizon, sample_count, {**sampling, "verbose": verbose}
         )
-    for b in baselines:
+    for i, b in enumerate(baselines, 1):
+        logger.info("baseline %d/%d %s: fitting %d windows ...", i, len(baselines), b, len(positions))
         paths[b] = np.stack(
             [
                 run_baseline(b, close[p - lookback : p], horizon, sample_count, (seed, int(p)))

@@ -240,6 +240,8 @@ def run_backtest(
     strat = cerebro.run()[0]
 
     result = _collect(cfg, strat, feed, frame, start, periods, cfg.broker.cash)
+    if isinstance(predictor, walkforward.WalkForwardPredictor):
+        _count_fold_cache(result.forecast_stats, predictor)
     result.warnings, result.start_note = warnings_found, note
     result.hints = run_hints(cfg, result)
     result.model_fingerprint = str(getattr(predictor, "fingerprint", "unknown"))
@@ -251,6 +253,15 @@ def run_backtest(
         if new_folder:
             point_latest(out)
     return result
+
+
+def _count_fold_cache(stats: ForecastStats, router: walkforward.WalkForwardPredictor) -> None:
+    """Windows the indicator sent on but the walk-forward folds served from their cache count as cached.
+
+    Computed = traded windows this run's fold precompute forecast plus those that reached a model later.
+    """
+    computed = min(stats.windows, router.precomputed + router.computed)
+    stats.computed, stats.cache_hits = computed, stats.windows - computed
 
 
 def _start_note(

@@ -334,6 +334,7 @@ class WalkForwardPredictor:
         self.max_context = getattr(base, "max_context", None)
         self.device = getattr(base, "device", "cpu")
         self.computed = 0  # windows that reached a model through this object
+        self.precomputed = 0  # traded windows computed by this run's fold precompute (then served from cache)
         self._base_slot = _Slot(base.fingerprint, lambda: base)
         self._firsts = pd.DatetimeIndex([f.trade_from for f in self.folds])
 
@@ -496,6 +497,7 @@ class FoldOutcome:
     forecast_seconds: float = 0.0
     base_seconds: float = 0.0
     computed: int = 0  # windows that reached a model in this run (fine-tuned + base)
+    traded_computed: int = 0  # of them, traded windows forecast by the fold's model (not the base comparison)
 
 
 @dataclass
@@ -590,7 +592,7 @@ def run_walkforward(
         if settings.compare_base:
             base, n_base = _serve(base_slot, windows, sampling, spec.seed, cache, spec.batch_size)
         outcome = FoldOutcome(fold, record, trained, positions, forecasts, base, round(t1 - t0, 3),
-                              round(time.perf_counter() - t1, 3), n + n_base)  # fmt: skip
+                              round(time.perf_counter() - t1, 3), n + n_base, n)  # fmt: skip
         outcomes.append(outcome)
         slots.append(slot)
         prev_key = key
@@ -652,4 +654,5 @@ def prepare_backtest(
         from .walkforward_report import write_walkforward_report
 
         write_walkforward_report(result, bars, report_dir)
+    result.predictor.precomputed = sum(f.traded_computed for f in result.folds)
     return result.predictor

@@ -38,6 +38,20 @@ def _load_predictor(args: argparse.Namespace) -> Any:
     return KronosPredictor.from_pretrained(args.model, device=args.device, max_context=args.max_context)
 
 
+def _progress_to_stderr(logger_name: str) -> None:
+    """Show a module's INFO progress lines on stderr (once per process)."""
+    import logging
+    import sys
+
+    log = logging.getLogger(logger_name)
+    if not any(getattr(h, "_kronos_progress", False) for h in log.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("evaluate: %(message)s"))
+        handler._kronos_progress = True  # type: ignore[attr-defined]
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
 def handler(args: argparse.Namespace) -> int:
     """Run the evaluation, write report.md/report.json/fan.png/metrics.png and print the report."""
     from kronos_model.evaluation import evaluate
@@ -47,6 +61,8 @@ def handler(args: argparse.Namespace) -> int:
     predictor = _load_predictor(args)
     if predictor is None and not baselines:
         raise DataError("nothing to evaluate: --model none needs at least one --baselines entry")
+    if not args.quiet:  # baselines (GARCH above all) can take a while: say which one is running
+        _progress_to_stderr("kronos_model.evaluation")
     result = evaluate(
         frame,
         predictor,
