@@ -50,7 +50,9 @@ def _builtin_module(module_name: str) -> str:
     if not module_name.startswith(_OLD_BUILTIN_PREFIX) or importlib.util.find_spec("strategies") is not None:
         return module_name
     new = "kronos_strategies.builtin." + module_name.removeprefix(_OLD_BUILTIN_PREFIX)
-    warnings.warn(f"{module_name!r} is now {new!r}; the old name goes in 0.3", DeprecationWarning, stacklevel=3)
+    warnings.warn(
+        f"{module_name!r} is now {new!r}; the old name goes in 0.3", DeprecationWarning, stacklevel=3
+    )
     return new
 
 

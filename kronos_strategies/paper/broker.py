@@ -52,6 +52,16 @@ class PaperBroker(_CidMixin, bt.brokers.BackBroker):
     """
 
     params = (("journal", None), ("data", None))
+    refuse: str | None = None  # set by the session on a stale bar: new orders are rejected with this reason
+
+    def submit(self, order: bt.Order, check: bool = True) -> bt.Order:
+        """Accept the order like BackBroker, unless the session refuses orders on this bar."""
+        if self.refuse:
+            order.addinfo(reason=self.refuse)
+            order.reject(self)
+            self.notify(order)
+            return order
+        return super().submit(order, check)
 
     def start(self) -> None:
         """Start from the journal's last cash and position when the session is resumed."""
@@ -90,7 +100,9 @@ class PaperBroker(_CidMixin, bt.brokers.BackBroker):
         final = {bt.Order.Completed: "closed", bt.Order.Canceled: "canceled", bt.Order.Expired: "expired",
                  bt.Order.Margin: "rejected", bt.Order.Rejected: "rejected"}.get(order.status)  # fmt: skip
         if final:
-            reason = "not enough cash (margin)" if order.status == bt.Order.Margin else None
+            reason = (
+                "not enough cash (margin)" if order.status == bt.Order.Margin else order.info.get("reason")
+            )
             journal.set_intent(cid, final, reason)
         super().notify(order)
 
@@ -131,6 +143,7 @@ class CcxtBroker(_CidMixin, bt.BrokerBase):
     """
 
     params = (("client", None), ("journal", None), ("data", None), ("poll", 1.0))
+    refuse: str | None = None  # set by the session on a stale bar: new orders are rejected with this reason
 
     def init(self) -> None:
         """Empty state; the real one is read from the exchange in ``start``."""
@@ -151,11 +164,12 @@ class CcxtBroker(_CidMixin, bt.BrokerBase):
         self._base, self._quote = client.market["base"], client.market["quote"]
         self._last_trade = journal.max_trade_id()
         for row in journal.intents(OPEN_STATES):
-            found = client.find_order(row["cid"])
+            found = self._look_up_at_restart(row)
             if found is None:
-                journal.set_intent(row["cid"], "lost", "never reached the exchange (looked up at restart)")
+                journal.set_intent(row["cid"], "lost", "never reached the exchange (looked up at restart); "
+                                                       "re-sent if its bar is processed again")  # fmt: skip
                 continue
-            journal.record_order(row["cid"], found)
+            self._record_order(row["cid"], found)
             tracked = _Tracked(
                 row["cid"], row["side"], row["type"], row["amount"], row["price"], order_id=str(found["id"])
             )
@@ -166,6 +180,26 @@ class CcxtBroker(_CidMixin, bt.BrokerBase):
         self.startingcash = self.cash
         journal.event("sync", f"cash {self.cash:.8g} {self._quote}, position {self.positions[self.p.data].size:.8g} "
                               f"{self._base}, {len(self._tracked)} open order(s) adopted")  # fmt: skip
+
+    def _look_up_at_restart(self, row: Any) -> dict[str, Any] | None:
+        """The exchange order of an unfinished intent; one sent shortly before the kill may still arrive, so
+        an empty answer counts only once its recvWindow has passed."""
+        client = self.p.client
+        found = client.find_order(row["cid"])
+        deadline = client.arrival_deadline(float(row["sent"] or row["created"]))
+        if found is None and time.time() < deadline:
+            self.p.journal.event("wait", f"{row['cid']}: waiting {deadline - time.time():.1f}s (recvWindow) "
+                                         "before deciding it never arrived")  # fmt: skip
+            time.sleep(max(0.0, deadline - time.time()))
+            found = client.find_order(row["cid"])
+        return found
+
+    def _record_order(self, cid: str, order: dict[str, Any]) -> None:
+        """Journal the exchange's view of an order; a second exchange order for one intent is an alarm."""
+        if self.p.journal.record_order(cid, order):
+            log.error(
+                "DUPLICATE: intent %s was executed twice on the exchange (order %s)", cid, order.get("id")
+            )
 
     def _sync_balances(self) -> None:
         """Cash and position from the account; fills that landed meanwhile are journaled as already counted."""
@@ -244,6 +278,8 @@ class CcxtBroker(_CidMixin, bt.BrokerBase):
         known = journal.intent(cid)
         if known is not None and known["status"] not in ("lost",):
             return self._adopt(order, known)
+        if self.refuse:
+            return self._reject(order, self.refuse)
         try:
             if otype == "unsupported":
                 raise OrderRejectedError("only Market and Limit orders are supported by CcxtBroker")
@@ -299,10 +335,12 @@ class CcxtBroker(_CidMixin, bt.BrokerBase):
         journal: Journal = self.p.journal
         try:
             placed = self.p.client.place_order(tracked.cid, tracked.side, tracked.otype, tracked.amount,
-                                               tracked.price, maybe_sent=maybe_sent)  # fmt: skip
+                                               tracked.price, maybe_sent=maybe_sent,
+                                               on_send=lambda when: journal.mark_sent(tracked.cid, when))  # fmt: skip
         except TemporaryExchangeError as exc:
+            if tracked.cid not in self._unresolved:
+                journal.event("unresolved", f"{tracked.cid}: {exc}")
             self._unresolved.add(tracked.cid)
-            journal.event("unresolved", f"{tracked.cid}: {exc}")
             return
         except ExchangeError as exc:  # rejected, or keys refused: never retried
             self._unresolved.discard(tracked.cid)
@@ -313,7 +351,7 @@ class CcxtBroker(_CidMixin, bt.BrokerBase):
             return
         self._unresolved.discard(tracked.cid)
         tracked.order_id = str(placed["id"])
-        journal.record_order(tracked.cid, placed)
+        self._record_order(tracked.cid, placed)
         journal.set_intent(tracked.cid, "open")
         if tracked.order is not None and tracked.order.status == bt.Order.Submitted:
             tracked.order.accept(self)
@@ -342,7 +380,7 @@ class CcxtBroker(_CidMixin, bt.BrokerBase):
             return
         tracked.cancel_requested = False
         if answer is not None:
-            self.p.journal.record_order(tracked.cid, answer)
+            self._record_order(tracked.cid, answer)
         self._next_poll = 0.0
 
     def next(self) -> None:
@@ -360,6 +398,17 @@ class CcxtBroker(_CidMixin, bt.BrokerBase):
         except TemporaryExchangeError as exc:
             log.warning("order refresh failed (%s); retrying at the next poll", exc)
 
+    def settle(self) -> None:
+        """Once per bar: the fills of orders just sent (and any late or duplicate execution of an earlier
+        intent) reach cash, position and the journal before the bar's row is written."""
+        self._next_poll = 0.0
+        self.next()
+        if not self._tracked:  # next() skipped the fills: nothing was in flight
+            try:
+                self._sync_fills(apply=True)
+            except TemporaryExchangeError as exc:
+                log.warning("fill check failed (%s); retrying at the next bar", exc)
+
     def stop(self) -> None:
         """Pull the last fills and order states so the journal ends complete."""
         try:
@@ -373,17 +422,19 @@ class CcxtBroker(_CidMixin, bt.BrokerBase):
     def _refresh(self) -> None:
         """Apply new fills, then close out tracked orders that are no longer open on the exchange."""
         client = self.p.client
+        if not self._tracked:
+            return
+        self._sync_fills(apply=True)  # even when no exchange id is known yet: a late execution shows up here
         if not any(t.order_id for t in self._tracked.values()):
             return
         open_ids = {o.get("clientOrderId") for o in client.call("fetch_open_orders", client.symbol)}
-        self._sync_fills(apply=True)
         for tracked in list(self._tracked.values()):
             if tracked.order_id is None or tracked.cid in open_ids:
                 continue
             found = client.find_order(tracked.cid)
             if found is None:
                 continue
-            self.p.journal.record_order(tracked.cid, found)
+            self._record_order(tracked.cid, found)
             if tracked.filled + _EPS < float(found.get("filled") or 0.0):
                 continue  # its last fills are not listed yet; next poll
             self._finish(tracked, str(found.get("status")))
@@ -403,7 +454,7 @@ class CcxtBroker(_CidMixin, bt.BrokerBase):
                         "fill %s belongs to order %s not placed by this session", trade["id"], order_id
                     )
                     continue
-                journal.record_order(cid, info)
+                self._record_order(cid, info)
             fee = trade.get("fee") or {}
             new = journal.record_fill(str(trade["id"]), cid, order_id, int(trade["timestamp"] or 0), trade["side"],
                                       float(trade["amount"]), float(trade["price"]), float(fee.get("cost") or 0.0),

@@ -31,6 +31,9 @@ class PaperSection:
     warmup: int | None = None  # history bars before the first live bar; None: indicator.lookback (CLI) or 500
     poll: float = 5.0  # seconds between polls for new candles and order states
     timeout_ms: int = 10_000
+    recv_window_ms: int = 5_000  # Binance recvWindow: a timed-out order may still execute this long after
+    clock_skew_ms: int = 1_000  # allowed offset of our clock from the exchange's, added to recv_window_ms
+    stale_after_bars: float | None = 2.0  # a bar older than this when it arrives trades nothing; None: off
     retries: int = 6
     backoff: float = 0.5  # seconds; doubles per retry up to max_backoff
     max_backoff: float = 30.0
@@ -47,7 +50,17 @@ class PaperSection:
             raise ConfigError(f"paper.mode must be one of {MODES}, got {self.mode!r}")
         if self.url is not None and not str(self.url).startswith(("http://", "https://")):
             raise ConfigError(f"paper.url must start with http:// or https://, got {self.url!r}")
-        for name in ("warmup", "timeout_ms", "retries"):
+        if not isinstance(self.recv_window_ms, int) or not 1 <= self.recv_window_ms <= 60_000:
+            raise ConfigError(
+                f"paper.recv_window_ms must be an integer in [1, 60000] (Binance's limit), got {self.recv_window_ms!r}"
+            )
+        if self.stale_after_bars is not None and (
+            not isinstance(self.stale_after_bars, int | float) or self.stale_after_bars <= 0
+        ):
+            raise ConfigError(
+                f"paper.stale_after_bars must be a positive number of bars (or null), got {self.stale_after_bars!r}"
+            )
+        for name in ("warmup", "timeout_ms", "retries", "clock_skew_ms"):
             if name == "warmup" and self.warmup is None:
                 continue
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:

@@ -43,11 +43,13 @@ class FaultPlan:
     retry_after: float = 1.0
     drop: float = 0.0  # request processed, connection closed without an answer
     disconnect: float = 0.0  # connection closed before anything is processed
+    late: float = 0.0  # processed only after late_delay (the client has timed out by then), then answered
+    late_delay: float = 1.0
 
     def draw(self, rng: random.Random) -> str | None:
         """Pick at most one fault for a request."""
         u = rng.random()
-        for name in ("disconnect", "rate_limit", "error", "timeout", "drop"):
+        for name in ("disconnect", "rate_limit", "error", "timeout", "drop", "late"):
             p = getattr(self, name)
             if u < p:
                 return name
@@ -120,6 +122,8 @@ class ExchangeEmulator:
             time.sleep(delay)
         if fault == "disconnect":
             raise _Drop
+        if fault == "late":  # stuck in the gateway: executed after the client gave up (if within recvWindow)
+            time.sleep(self.faults.late_delay)
         if fault == "rate_limit":
             retry = {"Retry-After": _s(self.faults.retry_after)}
             return (
@@ -149,6 +153,7 @@ class ExchangeEmulator:
                 signed = body if method == "POST" else query
                 self._authenticate(headers, signed)
                 params = dict(parse_qsl(query)) | dict(parse_qsl(body))
+                _check_recv_window(params)
             else:
                 params = dict(parse_qsl(query))
             return 200, {}, json.dumps(self._route(method, path, params))
@@ -285,6 +290,15 @@ class ExchangeEmulator:
                 "price": _s(t.price), "qty": _s(t.qty), "quoteQty": _s(t.price * t.qty),
                 "commission": _s(t.commission), "commissionAsset": t.commission_asset, "time": t.time,
                 "isBuyer": t.is_buyer, "isMaker": t.is_maker, "isBestMatch": True}  # fmt: skip
+
+
+def _check_recv_window(p: dict[str, str]) -> None:
+    """Binance refuses a signed request that arrives more than ``recvWindow`` ms (default 5000) after its timestamp."""
+    stamp, window = _int(p, "timestamp"), _int(p, "recvWindow")
+    if window is not None and window > 60_000:
+        raise EmulatorReject(400, -1131, "recvWindow must be less than 60000")
+    if stamp is not None and time.time() * 1000 - stamp > (5_000 if window is None else window):
+        raise EmulatorReject(400, -1021, "Timestamp for this request is outside of the recvWindow.")
 
 
 def _int(p: dict[str, str], key: str) -> int | None:

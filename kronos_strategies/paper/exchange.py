@@ -4,6 +4,11 @@ ccxt's exceptions are translated here and nowhere else. Its ``NetworkError`` fam
 mean "may have happened": reconcile, back off (honouring Retry-After), retry. Its ``ExchangeError`` family
 means "did not happen": never retried, the strategy is told why. An order is re-sent only after a look-up
 by its client order id found nothing, because Binance accepts a filled order's id again.
+
+Late execution: every signed request carries ``recvWindow`` (``paper.recv_window_ms``); the exchange refuses
+a request that reaches it later than that after its timestamp. A POST whose answer never came (timeout,
+dropped connection) may still arrive until then, so the look-up before a re-send waits out that window
+(plus a margin for clock skew) instead of re-sending, which could reuse the id of an order still in flight.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "ExchangeAuthError",
     "ExchangeClient",
+    "OrderInFlightError",
     "OrderNotFoundError",
     "RateLimitedError",
     "make_exchange",
@@ -38,6 +44,10 @@ class ExchangeAuthError(ExchangeError):
 
 class OrderNotFoundError(ExchangeError):
     """The exchange knows no order with that id: it never arrived, or the id is wrong; nothing to reconcile."""
+
+
+class OrderInFlightError(TemporaryExchangeError):
+    """A timed-out order is not on the exchange yet but may still arrive: look it up again, do not re-send."""
 
 
 class RateLimitedError(TemporaryExchangeError):
@@ -66,14 +76,20 @@ def translate(exc: ccxt.BaseError, what: str, retry_after: float | None = None) 
     if isinstance(exc, ccxt.DDoSProtection | ccxt.RateLimitExceeded):
         return RateLimitedError(reason, retry_after)
     if isinstance(exc, ccxt.OperationFailed):  # NetworkError and friends: the outcome is unknown
-        return TemporaryExchangeError(reason)
+        temporary = TemporaryExchangeError(reason)
+        # no answer at all (client timeout, connection lost): the request may still reach the exchange later
+        temporary.in_flight = isinstance(exc, ccxt.RequestTimeout) or type(exc) is ccxt.NetworkError  # type: ignore[attr-defined]
+        return temporary
     return OrderRejectedError(reason)
 
 
 def make_exchange(exchange_id: str = "binance", *, url: str | None = None, sandbox: bool = False,
                   api_key: str | None = None, secret: str | None = None, timeout_ms: int = 10_000,
-                  rate_limit: bool | None = None) -> ccxt.Exchange:  # fmt: skip
-    """A ccxt client for spot trading; ``url`` points every API entry at another host (the emulator)."""
+                  rate_limit: bool | None = None, recv_window_ms: int = 5_000) -> ccxt.Exchange:  # fmt: skip
+    """A ccxt client for spot trading; ``url`` points every API entry at another host (the emulator).
+
+    ``recv_window_ms`` is sent with every signed request (Binance's ``recvWindow``): the longest time after
+    which a request that timed out on our side can still be executed by the exchange."""
     if exchange_id not in ccxt.exchanges:
         close = difflib.get_close_matches(exchange_id, ccxt.exchanges, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -82,7 +98,7 @@ def make_exchange(exchange_id: str = "binance", *, url: str | None = None, sandb
     config: dict[str, Any] = {
         "timeout": int(timeout_ms),
         "enableRateLimit": (url is None) if rate_limit is None else rate_limit,
-        "options": {"defaultType": "spot", "maxRetriesOnFailure": 0},
+        "options": {"defaultType": "spot", "maxRetriesOnFailure": 0, "recvWindow": int(recv_window_ms)},
     }
     if exchange_id == "binance":  # one exchangeInfo request, no margin/currency endpoints
         config["options"] |= {
@@ -112,10 +128,16 @@ class ExchangeClient:
     """One symbol on one exchange: retried calls, precision and limit checks, idempotent order placement."""
 
     def __init__(self, exchange: ccxt.Exchange, symbol: str, *, retries: int = 6, backoff: float = 0.25,
-                 max_backoff: float = 30.0, sleep: Callable[[float], None] = time.sleep) -> None:  # fmt: skip
+                 max_backoff: float = 30.0, sleep: Callable[[float], None] = time.sleep,
+                 clock_skew_ms: int = 1_000) -> None:  # fmt: skip
         self.exchange, self.symbol = exchange, symbol
         self.retries, self.backoff, self.max_backoff, self._sleep = retries, backoff, max_backoff, sleep
         self.market: dict[str, Any] = {}
+        self.recv_window_ms = int((exchange.options or {}).get("recvWindow") or 10_000)
+        self.clock_skew_ms = clock_skew_ms  # allowed difference between our clock and the exchange's
+        self.in_flight_until: dict[
+            str, float
+        ] = {}  # cid -> wall time (s) after which it can no longer arrive
 
     # --- plumbing ------------------------------------------------------------------------------------
     def once(self, method: str, *args: Any, **kwargs: Any) -> Any:
@@ -199,6 +221,10 @@ class ExchangeClient:
         return amount, price
 
     # --- orders --------------------------------------------------------------------------------------
+    def arrival_deadline(self, sent_at: float) -> float:
+        """Wall time (s) after which a request sent at ``sent_at`` can no longer be executed (window + skew margin)."""
+        return sent_at + (self.recv_window_ms + self.clock_skew_ms) / 1000.0
+
     def find_order(self, cid: str) -> dict[str, Any] | None:
         """The exchange's order with this client order id, or None when it never arrived."""
         try:
@@ -207,10 +233,14 @@ class ExchangeClient:
             return None
 
     def place_order(self, cid: str, side: str, otype: str, amount: float, price: float | None = None, *,
-                    maybe_sent: bool = False) -> dict[str, Any]:  # fmt: skip
+                    maybe_sent: bool = False, on_send: Callable[[float], None] | None = None) -> dict[str, Any]:  # fmt: skip
         """Create an order at most once: before every re-send, look it up by ``cid``.
 
-        Raises OrderRejectedError (not placed, do not retry) or TemporaryExchangeError (outcome still
+        ``on_send(wall_time)`` is called before each POST (the journal keeps it so that a restarted
+        session knows how long the attempt may still arrive).
+
+        Raises OrderRejectedError (not placed, do not retry), OrderInFlightError (not found yet, but an
+        earlier attempt may still arrive: look again later) or TemporaryExchangeError (outcome still
         unknown after all retries; call again later with ``maybe_sent=True``).
         """
         last: TemporaryExchangeError | None = None
@@ -218,12 +248,27 @@ class ExchangeClient:
             if maybe_sent:
                 found = self.find_order(cid)
                 if found is not None:
+                    self.in_flight_until.pop(cid, None)
                     return found
+                until = self.in_flight_until.get(cid, 0.0)
+                if time.time() < until:
+                    raise OrderInFlightError(
+                        f"order {cid} not on the exchange yet; an earlier attempt may still arrive for "
+                        f"{until - time.time():.1f}s (recvWindow), so it is looked up again instead of re-sent"
+                    )
             try:
                 params = {"newClientOrderId": cid}
-                return self.once("create_order", self.symbol, otype, side, amount, price, params=params)
+                sent_at = time.time()
+                if on_send is not None:
+                    on_send(sent_at)
+                placed = self.once("create_order", self.symbol, otype, side, amount, price, params=params)
+                self.in_flight_until.pop(cid, None)
+                return placed
             except TemporaryExchangeError as exc:
                 maybe_sent, last = True, exc
+                if getattr(exc, "in_flight", False):
+                    deadline = self.arrival_deadline(sent_at)
+                    self.in_flight_until[cid] = max(self.in_flight_until.get(cid, 0.0), deadline)
                 self.wait(exc, attempt)
             except OrderRejectedError as exc:
                 if "Duplicate order" not in str(exc):

@@ -19,10 +19,10 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS intents (
     cid TEXT PRIMARY KEY, bar_ts INTEGER NOT NULL, side TEXT NOT NULL, type TEXT NOT NULL,
-    amount REAL NOT NULL, price REAL, status TEXT NOT NULL, reason TEXT, created REAL NOT NULL);
+    amount REAL NOT NULL, price REAL, status TEXT NOT NULL, reason TEXT, created REAL NOT NULL, sent REAL);
 CREATE TABLE IF NOT EXISTS orders (
-    cid TEXT PRIMARY KEY, order_id TEXT, status TEXT, amount REAL, filled REAL, average REAL,
-    price REAL, updated REAL NOT NULL);
+    cid TEXT NOT NULL, order_id TEXT NOT NULL, status TEXT, amount REAL, filled REAL, average REAL,
+    price REAL, updated REAL NOT NULL, PRIMARY KEY (cid, order_id));
 CREATE TABLE IF NOT EXISTS fills (
     trade_id TEXT PRIMARY KEY, cid TEXT, order_id TEXT, ts INTEGER, side TEXT, amount REAL, price REAL,
     cost REAL, fee REAL, fee_currency TEXT);
@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS bars (
     bar_ts INTEGER PRIMARY KEY, open REAL, high REAL, low REAL, close REAL, volume REAL, processed REAL);
 CREATE TABLE IF NOT EXISTS positions (bar_ts INTEGER PRIMARY KEY, size REAL, price REAL);
 CREATE TABLE IF NOT EXISTS equity (bar_ts INTEGER PRIMARY KEY, cash REAL, value REAL);
+CREATE TABLE IF NOT EXISTS strategy_state (bar_ts INTEGER PRIMARY KEY, state TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL, kind TEXT, message TEXT);
 """
 
@@ -56,10 +57,28 @@ class Journal:
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
+        self._migrate()
         self.db.executescript(_SCHEMA)
         if self.meta("session_id") is None:
             self.set_meta("session_id", secrets.token_hex(4))
             self.set_meta("created", str(time.time()))
+
+    def _migrate(self) -> None:
+        """Bring a journal written by an older version to the current schema (nothing is dropped)."""
+        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "intents" in tables and "sent" not in {
+            r[1] for r in self.db.execute("PRAGMA table_info(intents)")
+        }:
+            self.db.execute("ALTER TABLE intents ADD COLUMN sent REAL")
+        if "orders" in tables:
+            keys = [r[1] for r in self.db.execute("PRAGMA table_info(orders)") if r[5]]
+            if keys == ["cid"]:  # one row per client order id hid a duplicate exchange order
+                with self.db:
+                    self.db.execute("BEGIN")
+                    self.db.execute("ALTER TABLE orders RENAME TO orders_v1")
+                    self.db.execute(_SCHEMA.split(";")[2])
+                    self.db.execute("INSERT INTO orders SELECT * FROM orders_v1 WHERE order_id IS NOT NULL")
+                    self.db.execute("DROP TABLE orders_v1")
 
     def close(self) -> None:
         """Checkpoint and close the database."""
@@ -125,14 +144,38 @@ class Journal:
             "UPDATE intents SET status=?, reason=COALESCE(?, reason) WHERE cid=?", (status, reason, cid)
         )
 
-    def record_order(self, cid: str, order: Mapping[str, Any]) -> None:
-        """Upsert the exchange's view of an order (ccxt unified order dict)."""
+    def mark_sent(self, cid: str, when: float) -> None:
+        """Wall time of the latest attempt to place this intent (a restart waits out its recvWindow)."""
+        self.db.execute("UPDATE intents SET sent=? WHERE cid=?", (when, cid))
+
+    def record_order(self, cid: str, order: Mapping[str, Any]) -> bool:
+        """Upsert the exchange's view of one exchange order of ``cid`` (ccxt unified order dict).
+
+        Every exchange order id is kept; True when ``cid`` already had a *different* exchange order, i.e.
+        the intent was executed twice (the caller raises the alarm).
+        """
+        order_id = str(order.get("id"))
+        others = self.db.execute(
+            "SELECT COUNT(*) FROM orders WHERE cid=? AND order_id<>?", (cid, order_id)
+        ).fetchone()[0]
+        known = self.db.execute("SELECT 1 FROM orders WHERE cid=? AND order_id=?", (cid, order_id)).fetchone()
         self.db.execute(
-            "INSERT OR REPLACE INTO orders(cid, order_id, status, amount, filled, average, price, updated)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (cid, str(order.get("id")), order.get("status"), order.get("amount"), order.get("filled"),
+            "INSERT INTO orders(cid, order_id, status, amount, filled, average, price, updated)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(cid, order_id) DO UPDATE SET status=excluded.status,"
+            " amount=excluded.amount, filled=excluded.filled, average=excluded.average, price=excluded.price,"
+            " updated=excluded.updated",
+            (cid, order_id, order.get("status"), order.get("amount"), order.get("filled"),
              order.get("average"), order.get("price"), time.time()),
         )  # fmt: skip
+        if others and known is None:
+            self.event("duplicate", f"intent {cid} has a second exchange order {order_id}: executed twice")
+            return True
+        return False
+
+    def duplicates(self) -> list[str]:
+        """Client order ids with more than one exchange order (each one an intent executed twice)."""
+        rows = self.db.execute("SELECT cid FROM orders GROUP BY cid HAVING COUNT(*) > 1 ORDER BY cid")
+        return [r[0] for r in rows]
 
     def cid_for_order(self, order_id: str) -> str | None:
         """Client order id of an exchange order id we placed."""
@@ -141,7 +184,7 @@ class Journal:
 
     def orders(self) -> list[sqlite3.Row]:
         """Every exchange order recorded."""
-        return self.db.execute("SELECT * FROM orders ORDER BY order_id").fetchall()
+        return self.db.execute("SELECT * FROM orders ORDER BY CAST(order_id AS INTEGER), order_id").fetchall()
 
     # --- fills ---------------------------------------------------------------------------------------
     def record_fill(self, trade_id: str, cid: str, order_id: str, ts: int, side: str, amount: float, price: float,
@@ -169,8 +212,8 @@ class Journal:
 
     # --- bars, positions, equity ---------------------------------------------------------------------
     def record_bar(self, bar_ts: int, ohlcv: tuple[float, ...], *, cash: float, value: float, size: float,
-                   price: float) -> None:  # fmt: skip
-        """Mark a bar processed with the position and equity after it, atomically."""
+                   price: float, state: Mapping[str, Any] | None = None) -> None:  # fmt: skip
+        """Mark a bar processed with the position, equity and strategy state after it, atomically."""
         with self.db:
             self.db.execute("BEGIN")
             self.db.execute(
@@ -178,6 +221,27 @@ class Journal:
             )
             self.db.execute("INSERT OR REPLACE INTO positions VALUES (?, ?, ?)", (bar_ts, size, price))
             self.db.execute("INSERT OR REPLACE INTO equity VALUES (?, ?, ?)", (bar_ts, cash, value))
+            if state is not None:
+                self.db.execute(
+                    "INSERT OR REPLACE INTO strategy_state VALUES (?, ?)", (bar_ts, json.dumps(dict(state)))
+                )
+
+    def settle_last_bar(self, *, cash: float, value: float, size: float, price: float) -> None:
+        """Overwrite the last bar's position and equity with the state after the session's final fills."""
+        last = self.last_bar()
+        if last is None:
+            return
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("INSERT OR REPLACE INTO positions VALUES (?, ?, ?)", (last, size, price))
+            self.db.execute("INSERT OR REPLACE INTO equity VALUES (?, ?, ?)", (last, cash, value))
+
+    def strategy_state(self) -> dict[str, Any] | None:
+        """The strategy's own state (side, targets) after the last processed bar, when it journals one."""
+        row = self.db.execute(
+            "SELECT state FROM strategy_state WHERE bar_ts=(SELECT MAX(bar_ts) FROM bars)"
+        ).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
 
     def last_bar(self) -> int | None:
         """Open time (ms) of the last processed bar, or None for a new session."""

@@ -73,6 +73,22 @@ def fetch_closed(client: ExchangeClient, timeframe: str, since: int, now: int) -
     return out
 
 
+def bars_back(client: ExchangeClient, timeframe: str, end: int, count: int) -> int:
+    """Open time of the ``count``-th closed candle before ``end``, counted in bars: holes in the exchange's
+    candles (maintenance) widen the window instead of shortening the history."""
+    step = timeframe_ms(client.exchange, timeframe)
+    span = max(count, 1)
+    for _ in range(8):
+        since = end - span * step
+        candles = fetch_closed(client, timeframe, since, end)
+        if len(candles) >= count:
+            return int(candles[-count][0]) if count else end
+        span *= 2
+    log.warning("the exchange has fewer than %d candles before %s; starting with what it has", count,
+                ms_to_datetime(end))  # fmt: skip
+    return since
+
+
 class CcxtLiveFeed(bt.feed.DataBase):
     """Closed candles of one ccxt symbol, live; ``islive()`` so cerebro runs bar by bar.
 
@@ -112,7 +128,10 @@ class CcxtLiveFeed(bt.feed.DataBase):
         self._live = False
         self._done = False
         now = self._client.now_ms()
-        first = self.p.since if self.p.since is not None else (now // self._step - self.p.warmup) * self._step
+        self.last_now: int | None = now  # exchange time of the latest poll: how old a delivered bar is
+        first = self.p.since
+        if first is None:
+            first = bars_back(self._client, self.p.interval, now // self._step * self._step, self.p.warmup)
         self._last_ts = int(first) - self._step
         self._enqueue(fetch_closed(self._client, self.p.interval, int(first), now))
         self.warm_until = self._last_ts  # open time of the last history bar; later bars are live
@@ -137,6 +156,7 @@ class CcxtLiveFeed(bt.feed.DataBase):
         """Fetch bars that closed since the last poll; temporary errors are logged and retried next poll."""
         try:
             now = self._client.now_ms()
+            self.last_now = now
             self._enqueue(fetch_closed(self._client, self.p.interval, self._last_ts + self._step, now))
         except TemporaryExchangeError as exc:
             log.warning("live feed: %s; reconnecting at the next poll", exc)

@@ -2,7 +2,10 @@
 
 The strategy is wrapped so that its ``next`` runs only for bars after the warm-up history (fresh
 session) or after the last journaled bar (resumed session), and every processed bar is journaled with
-the position and equity that followed it.
+the position, equity and strategy state that followed it. A resumed session starts its history
+``warmup`` bars (counted in bars, across holes) before the last processed bar and restores the
+strategy's state before re-processing anything. Bars older than ``stale_after_bars`` when they arrive
+(an outage being caught up) are processed for state but trade nothing.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from .broker import CcxtBroker, PaperBroker
 from .config import PaperConfig
 from .exchange import ExchangeClient, make_exchange
 from .journal import Journal
-from .livefeed import CcxtLiveFeed, bar_ms, bt_timeframe, timeframe_ms
+from .livefeed import CcxtLiveFeed, bar_ms, bars_back, bt_timeframe, ms_to_datetime, timeframe_ms
 
 if TYPE_CHECKING:
     from .refit import LiveRefitter
@@ -71,10 +74,34 @@ class _Hooks:
     """Session state the wrapped strategy consults: which bars to skip, where to journal, when to stop."""
 
     def __init__(self, journal: Journal, feed: CcxtLiveFeed, resume_after: int | None, config: PaperConfig,
-                 refitter: LiveRefitter | None = None) -> None:  # fmt: skip
+                 refitter: LiveRefitter | None = None, step: int = 0) -> None:  # fmt: skip
         self.journal, self.feed, self.resume_after, self.refitter = journal, feed, resume_after, refitter
         self.max_bars, self.until = config.max_bars, config.until_ms()
+        self.step = step
+        self.stale_ms = None if config.stale_after_bars is None else config.stale_after_bars * step
         self.bars = 0
+        self.stale_bars = 0
+        self._restored = resume_after is None
+
+    def before(self, strategy: bt.Strategy, ts: int) -> None:
+        """Restore the strategy's state once after a restart; refuse orders on a stale bar."""
+        if not self._restored:
+            self._restored = True
+            restore_state(strategy, self.journal)
+        age = None if self.feed.last_now is None else self.feed.last_now - (ts + self.step)
+        stale = self.stale_ms is not None and age is not None and age > self.stale_ms
+        reason = None
+        if stale:
+            reason = (f"bar {ms_to_datetime(ts)} arrived {age / 1000:.0f}s after its close "
+                      f"(more than paper.stale_after_bars={self.journal_stale_label()}): no orders on it")  # fmt: skip
+            self.stale_bars += 1
+            self.journal.event("stale", reason)
+            log.warning("%s", reason)
+        strategy.broker.refuse = reason
+
+    def journal_stale_label(self) -> str:
+        """The configured staleness limit, for messages."""
+        return f"{(self.stale_ms or 0) / self.step:g}"
 
     def skip(self, ts: int) -> bool:
         """True for warm-up bars: history before the session started, or bars an earlier run processed."""
@@ -84,11 +111,14 @@ class _Hooks:
     def done(self, strategy: bt.Strategy, ts: int) -> None:
         """Journal the bar with the position and equity after it; stop at ``max_bars``/``until``."""
         data, broker = strategy.data, strategy.broker
+        broker.refuse = None
+        if hasattr(broker, "settle"):  # the exchange's fills of this bar's orders, before the row is written
+            broker.settle()
         pos = broker.getposition(data)
         ohlcv = (data.open[0], data.high[0], data.low[0], data.close[0], data.volume[0])
-        self.journal.record_bar(
-            ts, ohlcv, cash=broker.getcash(), value=broker.getvalue(), size=pos.size, price=pos.price
-        )
+        state = strategy.session_state() if hasattr(strategy, "session_state") else None
+        self.journal.record_bar(ts, ohlcv, cash=broker.getcash(), value=broker.getvalue(), size=pos.size,
+                                price=pos.price, state=state)  # fmt: skip
         self.bars += 1
         if self.refitter is not None:  # between this bar and the next: the only place a model swaps
             self.refitter.after_bar(data, ts)
@@ -98,6 +128,21 @@ class _Hooks:
             strategy.env.runstop()
 
 
+def restore_state(strategy: bt.Strategy, journal: Journal) -> None:
+    """Give a resumed strategy the state it journaled (or, for an older journal, the side of the position)."""
+    if not hasattr(strategy, "restore_session_state"):
+        return
+    state = journal.strategy_state()
+    if state is None:
+        size, value = strategy.position.size, strategy.broker.getvalue()
+        if not size:
+            return
+        exposure = size * strategy.data.close[0] / value if value else 0.0
+        state = {"side": 1 if size > 0 else -1, "exposure_target": exposure}
+    strategy.restore_session_state(state)
+    journal.event("restore", f"strategy state {state}")
+
+
 def session_strategy(strategy: type[bt.Strategy], hooks: _Hooks) -> type[bt.Strategy]:
     """Subclass ``strategy`` so that ``next`` skips warm-up bars and journals each processed bar."""
 
@@ -105,6 +150,7 @@ def session_strategy(strategy: type[bt.Strategy], hooks: _Hooks) -> type[bt.Stra
         ts = bar_ms(self.data)
         if hooks.skip(ts):
             return
+        hooks.before(self, ts)
         strategy.next(self)
         hooks.done(self, ts)
 
@@ -134,11 +180,19 @@ class PaperSession:
         """A loaded exchange client for the configured symbol and timeframe."""
         c = self.config
         exchange = make_exchange(c.exchange, url=c.url, sandbox=c.mode == "sandbox", api_key=self._key,
-                                 secret=self._secret, timeout_ms=c.timeout_ms)  # fmt: skip
+                                 secret=self._secret, timeout_ms=c.timeout_ms,
+                                 recv_window_ms=c.recv_window_ms)  # fmt: skip
         client = ExchangeClient(
-            exchange, c.symbol, retries=c.retries, backoff=c.backoff, max_backoff=c.max_backoff
+            exchange,
+            c.symbol,
+            retries=c.retries,
+            backoff=c.backoff,
+            max_backoff=c.max_backoff,
+            clock_skew_ms=c.clock_skew_ms,
         )
         client.load(c.timeframe)
+        if c.mode != "paper":  # a wrong key or secret fails here, before any file is created
+            client.call("fetch_balance")
         return client
 
     def _open_journal(self) -> Journal:
@@ -168,7 +222,8 @@ class PaperSession:
             if self.refitter is not None:
                 warmup = max(warmup, self.refitter.history_bars())
                 self.refitter.resume(journal)
-            since = None if last is None else last + step - warmup * step
+            # counted in bars: the exchange's candles may have holes (maintenance)
+            since = None if last is None else bars_back(client, c.timeframe, last + step, warmup)
             journal.event("start" if last is None else "restart", describe(c))
             frame, compression = bt_timeframe(step)
             feed = CcxtLiveFeed(client=client, interval=c.timeframe, warmup=warmup, since=since, poll=c.poll,
@@ -183,14 +238,19 @@ class PaperSession:
                 cerebro.broker.addcommissioninfo(FractionalCommission(commission=0.0))
             if self.sizer is not None:
                 cerebro.addsizer(self.sizer[0], **self.sizer[1])
-            hooks = _Hooks(journal, feed, last, c, self.refitter)
+            hooks = _Hooks(journal, feed, last, c, self.refitter, step)
             cerebro.addstrategy(session_strategy(self.strategy, hooks), **self.params)
             try:
                 strategies = cerebro.run()
             finally:
                 if self.refitter is not None:
                     self.refitter.close()
-            journal.event("stop", f"{hooks.bars} bar(s) processed")
+            broker = cerebro.broker  # its stop() pulled the last fills: the last bar's row gets them
+            if hooks.bars:
+                pos = broker.getposition(feed)
+                journal.settle_last_bar(cash=broker.getcash(), value=broker.getvalue(), size=pos.size,
+                                        price=pos.price)  # fmt: skip
+            journal.event("stop", f"{hooks.bars} bar(s) processed, {hooks.stale_bars} stale")
             return SessionResult(hooks.bars, Path(c.journal), strategies[0] if strategies else None)
         finally:
             journal.close()

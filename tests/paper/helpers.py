@@ -106,16 +106,23 @@ def fast_config(url: str, journal: Path, *, mode: str = "sandbox", **overrides: 
     """A PaperConfig tuned for a loopback emulator: short polls, timeouts and backoffs."""
     values: dict[str, object] = dict(symbol="BTC/USDT", timeframe="1m", mode=mode, url=url, journal=str(journal),
                                      warmup=20, poll=0.01, timeout_ms=300, backoff=0.01, max_backoff=0.05,
-                                     commission=0.001, slippage=0.0)  # fmt: skip
+                                     commission=0.001, slippage=0.0, stale_after_bars=None,
+                                     recv_window_ms=500, clock_skew_ms=50)  # fmt: skip
     values.update(overrides)
     return PaperConfig(**values)  # type: ignore[arg-type]
 
 
-def exchange_client(url: str, *, secret: str = SECRET, retries: int = 4, sleep=None):
-    """A loaded ExchangeClient on the emulator with fast retries."""
+def exchange_client(
+    url: str, *, secret: str = SECRET, retries: int = 4, sleep=None, recv_window_ms: int = 500
+):
+    """A loaded ExchangeClient on the emulator with fast retries and a short recvWindow."""
     kwargs = {} if sleep is None else {"sleep": sleep}
-    exchange = make_exchange("binance", url=url, api_key=API_KEY, secret=secret, timeout_ms=300)
-    client = ExchangeClient(exchange, "BTC/USDT", retries=retries, backoff=0.01, max_backoff=0.05, **kwargs)
+    exchange = make_exchange(
+        "binance", url=url, api_key=API_KEY, secret=secret, timeout_ms=300, recv_window_ms=recv_window_ms
+    )
+    client = ExchangeClient(
+        exchange, "BTC/USDT", retries=retries, backoff=0.01, max_backoff=0.05, clock_skew_ms=50, **kwargs
+    )
     client.load("1m")
     return client
 

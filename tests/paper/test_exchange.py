@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from kronos_strategies.errors import ConfigError, OrderRejectedError, TemporaryExchangeError
 from kronos_strategies.paper.emulator import FaultPlan
-from kronos_strategies.paper.exchange import ExchangeAuthError, ExchangeClient, make_exchange
+from kronos_strategies.paper.exchange import (
+    ExchangeAuthError,
+    ExchangeClient,
+    OrderInFlightError,
+    make_exchange,
+)
 
 from .helpers import API_KEY, exchange_client
 
@@ -22,7 +29,14 @@ def test_an_ambiguous_failure_is_looked_up_not_sent_twice(emulator, fault):
 
     client = exchange_client(emu.url, sleep=sleep)
     emu.set_faults(FaultPlan(seed=5, timeout_delay=0.5, **{fault: 1.0}))
-    order = client.place_order("kbt-test-1", "buy", "market", 0.2)
+    if fault == "disconnect":  # no answer at all: it may still arrive within recvWindow, so no re-send yet
+        with pytest.raises(OrderInFlightError):
+            client.place_order("kbt-test-1", "buy", "market", 0.2)
+        assert emu.engine.orders == []
+        time.sleep(max(0.0, client.in_flight_until["kbt-test-1"] - time.time()))
+        order = client.place_order("kbt-test-1", "buy", "market", 0.2, maybe_sent=True)
+    else:
+        order = client.place_order("kbt-test-1", "buy", "market", 0.2)
     booked = [o for o in emu.engine.orders if o.client_id == "kbt-test-1"]
     assert len(booked) == 1 and waits
     assert order["clientOrderId"] == "kbt-test-1" and str(order["id"]) == str(booked[0].order_id)
@@ -91,3 +105,25 @@ def test_unknown_exchange_symbol_and_timeframe_name_the_fix(emulator):
 
 def test_ccxt_own_order_retries_are_off():
     assert make_exchange("binance").options["maxRetriesOnFailure"] == 0
+
+
+@pytest.mark.parametrize("late_s", [0.45, 0.8])  # executed within recvWindow (0.5 s) / refused after it
+def test_an_order_executed_after_the_client_timed_out_is_placed_once(emulator, late_s):
+    """Issue 11 bug 2: the POST reaches the exchange after our 0.3 s timeout; the look-up must wait it out."""
+    emu = emulator(bar_seconds=60.0)
+    client = exchange_client(emu.url, sleep=lambda s: emu.set_faults(FaultPlan()))
+    assert client.exchange.options["recvWindow"] == 500
+    emu.set_faults(FaultPlan(seed=1, late=1.0, late_delay=late_s))
+    cid, order = "kbt-late-1", None
+    deadline = time.time() + 5
+    maybe_sent = False
+    while order is None and time.time() < deadline:
+        try:
+            order = client.place_order(cid, "buy", "market", 0.2, maybe_sent=maybe_sent)
+        except OrderInFlightError:
+            maybe_sent = True
+            time.sleep(0.05)
+    booked = [o for o in emu.engine.orders if o.client_id == cid]
+    assert len(booked) == 1, f"{len(booked)} exchange orders for one intent"
+    assert str(order["id"]) == str(booked[0].order_id)
+    assert sum(t.qty for t in emu.engine.trades) == pytest.approx(0.2)
