@@ -1,0 +1,90 @@
+"""Issue 11 bugs 2, 3 and 6 through whole sandbox sessions: late executions, duplicate executions, last bar.
+
+The real ccxt client talks to the emulator on 127.0.0.1; the journal's position must equal the exchange's.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import backtrader as bt
+import pytest
+
+from kronos_strategies.paper.emulator import FaultPlan
+from kronos_strategies.paper.journal import Journal
+from kronos_strategies.paper.session import PaperSession
+
+from .helpers import ENV, fast_config
+
+
+class Script(bt.Strategy):
+    """Buys ``size`` on processed bar ``buy_at``; ``hook(strategy, n)`` runs before each processed bar."""
+
+    params = (("buy_at", 2), ("size", 0.2), ("hook", None))
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def next(self) -> None:
+        self.n += 1
+        if self.p.hook is not None:
+            self.p.hook(self, self.n)
+        if self.n == self.p.buy_at:
+            self.buy(size=self.p.size)
+
+
+def _journal_position(path) -> tuple[float, list, list[str], list]:
+    j = Journal(path)
+    try:
+        state = j.last_state()
+        return state[1], j.orders(), j.duplicates(), j.events("duplicate")
+    finally:
+        j.close()
+
+
+def test_the_last_bars_fill_reaches_the_position_and_equity_rows(emulator, tmp_path):
+    emu = emulator(bar_seconds=0.1)
+    config = fast_config(emu.url, tmp_path / "last.sqlite", warmup=5, max_bars=4)
+    PaperSession(config, Script, {"buy_at": 4}, env=ENV).run()
+    size, orders, dups, _ = _journal_position(tmp_path / "last.sqlite")
+    assert len(emu.engine.orders) == 1 and emu.engine.free["BTC"] == pytest.approx(0.2)
+    assert size == pytest.approx(0.2), "the fill of the last bar's order is missing from the positions table"
+
+
+def test_a_duplicate_execution_is_journaled_flagged_and_booked(emulator, tmp_path):
+    emu = emulator(bar_seconds=0.1)
+    journal = tmp_path / "dup.sqlite"
+
+    def duplicate(strategy: bt.Strategy, n: int) -> None:  # the exchange executes the first intent again
+        if n == 4:
+            cid = emu.engine.orders[0].client_id
+            emu.engine.place("BUY", "MARKET", 0.2, None, cid)
+
+    PaperSession(
+        fast_config(emu.url, journal, warmup=5, max_bars=7), Script, {"hook": duplicate}, env=ENV
+    ).run()
+    size, orders, dups, events = _journal_position(journal)
+    cid = emu.engine.orders[0].client_id
+    assert [o.client_id for o in emu.engine.orders] == [cid, cid]
+    assert sorted(r["order_id"] for r in orders) == sorted(str(o.order_id) for o in emu.engine.orders)
+    assert dups == [cid] and events, "the duplicate was not called out"
+    assert size == pytest.approx(emu.engine.free["BTC"]) == pytest.approx(0.4)
+
+
+def test_an_order_executed_after_the_timeout_is_placed_once_in_a_session(emulator, tmp_path):
+    emu = emulator(bar_seconds=0.1)
+    journal = tmp_path / "late.sqlite"
+
+    def late_post(strategy: bt.Strategy, n: int) -> None:  # this bar's POST reaches the exchange after 0.45 s
+        if n == 2:
+            emu.set_faults(FaultPlan(late=1.0, late_delay=0.45))
+            threading.Timer(0.35, emu.set_faults, [FaultPlan()]).start()
+
+    PaperSession(
+        fast_config(emu.url, journal, warmup=5, max_bars=14), Script, {"hook": late_post}, env=ENV
+    ).run()
+    size, orders, dups, _ = _journal_position(journal)
+    assert emu.fault_counts.get("late", 0) >= 1
+    assert len(emu.engine.orders) == 1, "a timed-out order was sent again and executed twice"
+    assert len(orders) == 1 and not dups
+    assert size == pytest.approx(emu.engine.free["BTC"]) == pytest.approx(0.2)
