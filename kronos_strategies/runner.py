@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -255,6 +256,12 @@ def run_backtest(
     return result
 
 
+def _progress(cfg: BacktestConfig, line: str) -> None:
+    """A progress line on stderr for a step that takes seconds (off with engine.progress: false)."""
+    if cfg.engine.progress:
+        print(line, file=sys.stderr, flush=True)
+
+
 def _count_fold_cache(stats: ForecastStats, router: walkforward.WalkForwardPredictor) -> None:
     """Windows the indicator sent on but the walk-forward folds served from their cache count as cached.
 
@@ -412,11 +419,13 @@ def write_reports_for(result: BacktestResult, out: Path) -> dict[str, Path]:
         out / "metrics.json",
     )  # fmt: skip
     if cfg.output.tearsheet:
+        _progress(cfg, f"writing the quantstats tear-sheet into {out}/ ...")
         files["tearsheet"] = reporting.write_tearsheet(
             result.returns, benchmark=result.benchmark, output=out / "tearsheet.html", title=title,
             periods=result.periods_per_year,
         )  # fmt: skip
     if cfg.output.chart:
+        _progress(cfg, "drawing chart.png ...")
         sig = result.signals.reindex(result.close.index)
         files["chart"] = reporting.plot_backtest(
             result.close, lower=sig["lower"], upper=sig["upper"], horizon=cfg.indicator.horizon, fills=result.fills,

@@ -355,3 +355,22 @@ def test_evaluate_reports_progress_while_baselines_run(tmp_path, sp500_bars, cap
                         "--out", str(tmp_path / "ev"))  # fmt: skip
     assert code == 0, err
     assert "baseline 1/2 random_walk: fitting" in err and "baseline 2/2 drift: fitting" in err
+
+
+def test_walkforward_summary_counts_fold_cache_forecasts_as_cached(tmp_path, capsys):
+    finetune = dict(every="M", window=150, steps=2, batch_size=8, lookback=24, horizon=4, val_bars=40,
+                    max_val_windows=8, progress=False, compare_base=False)  # fmt: skip
+    path = _yaml(tmp_path, dates={"start": "2015-01-01", "end": "2015-02-28"})
+    cfg = yaml.safe_load(path.read_text())
+    cfg["finetune"] = finetune
+    path.write_text(yaml.safe_dump(cfg))
+    code, first, err = _run(capsys, "run", str(path))
+    assert code == 0, err
+    before = int(re.search(r"forecasts: (\d+) windows", first).group(1))
+    assert f"{before} windows, {before} computed, 0 from cache" in first  # the folds forecast them this run
+    # one more month: a new fold schedule (so the indicator's own cache misses), Jan + Feb from the fold caches
+    code, again, err = _run(capsys, "run", str(path), "--set", "dates.end=2015-03-31")
+    assert code == 0, err
+    total = int(re.search(r"forecasts: (\d+) windows", again).group(1))
+    assert total > before
+    assert f"{total} windows, {total - before} computed, {before} from cache" in again
