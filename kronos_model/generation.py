@@ -5,8 +5,9 @@ sees the last ``min(n, max_context)`` tokens with RoPE positions restarting at 0
 of each *input* token is fed, and the final decode runs on the last ``max_context`` tokens.
 
 * ``use_cache=False`` recomputes the window at every step for every sample (the reference behaviour).
-* ``use_cache=True`` encodes and prefills each window once, shares that prefill across its sample paths,
-  then decodes one token per step from cached keys/values. Once a window would slide past
+* ``use_cache=True`` encodes and prefills each window once; its sample paths all read that prefill's
+  keys/values (stored once per window, not per sample), and only the tokens they generate are cached per
+  sample row. Once a window would slide past
   ``max_context`` every position changes, so that step is recomputed, exactly as the reference does.
 
 Windows of unequal length are left-padded; per-row RoPE positions and key masks keep each row's
@@ -156,7 +157,7 @@ def generate(
                 s1_buf[rows, cols], s2_buf[rows, cols], stamp_buf[rows, cols], win.positions[rows], km, cache
             )
             cache.dep.append(*model.dep_layer.cross_attn.project_kv(context))
-            cache.repeat_interleave(sample_count)
+            cache.share(sample_count)  # the sample rows read the prefill; only new tokens are per row
             context_last = context[:, -1:].repeat_interleave(sample_count, 0)
             s1, s2 = _sample_step(model, context_last, win.key_mask, cache.dep, sampling, step)
         else:
@@ -216,7 +217,7 @@ def _decode_shared_history(
         key_mask=None if final.key_mask is None else final.key_mask[rows, :n_hist],
         cache=cache,
     )
-    cache.repeat_interleave(sample_count)
+    cache.share(sample_count)
     generated = tokenizer.decode(
         (s1_buf[:, gen], s2_buf[:, gen]),
         half=True,

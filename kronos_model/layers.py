@@ -79,6 +79,51 @@ def causal_mask(key_mask: torch.Tensor | None, q_len: int, k_len: int) -> torch.
     return allowed[:, None]
 
 
+def prefix_attention(
+    q: torch.Tensor,
+    prefix: tuple[torch.Tensor, torch.Tensor],
+    k: torch.Tensor,
+    v: torch.Tensor,
+    group: int,
+    key_mask: torch.Tensor | None = None,
+    *,
+    causal: bool = True,
+) -> torch.Tensor:
+    """Attention of q [N, H, n, hd] to a prefix [N / group, H, Lp, hd] shared by ``group`` rows plus own k/v.
+
+    The prefix is read once per window (queries of its ``group`` rows are stacked against it), never
+    copied per row. ``key_mask`` [N, Lp + Lk] marks real keys; ``causal`` lets the n queries (the last n
+    positions) see only keys up to their own. Same result as softmax attention over the concatenated keys.
+    """
+    kp, vp = prefix
+    rows, heads, n, hd = q.shape
+    windows, lp = kp.shape[0], kp.shape[2]
+    scale = hd**-0.5
+
+    def stack(t: torch.Tensor) -> torch.Tensor:  # [N, H, n, X] -> [B, H, group * n, X]
+        return t.reshape(windows, group, heads, n, -1).transpose(1, 2).reshape(windows, heads, group * n, -1)
+
+    def unstack(t: torch.Tensor) -> torch.Tensor:  # inverse of stack
+        return t.reshape(windows, heads, group, n, -1).transpose(1, 2).reshape(rows, heads, n, -1)
+
+    scores = (
+        torch.cat(
+            [unstack(torch.matmul(stack(q), kp.transpose(-1, -2))), torch.matmul(q, k.transpose(-1, -2))],
+            dim=-1,
+        )
+        * scale
+    )
+    k_len = scores.shape[-1]
+    if key_mask is not None or (causal and n > 1):
+        if key_mask is None:
+            key_mask = torch.ones(rows, k_len, dtype=torch.bool, device=q.device)
+        allowed = causal_mask(key_mask, n, k_len) if causal else key_mask[:, None, None, :]
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+    w_prefix, w_own = weights.split([lp, k_len - lp], dim=-1)
+    return unstack(torch.matmul(stack(w_prefix), vp)) + torch.matmul(w_own, v)
+
+
 class AttentionProjections(nn.Module):
     """The q/k/v/out Linear(D, D) layers (with bias) and the RoPE table shared by every attention here."""
 
@@ -117,6 +162,9 @@ class SelfAttention(AttentionProjections):
         dropout = self.attn_dropout_p if self.training else 0.0
         if cache is not None:
             k, v = cache.append(k, v)
+            if cache.prefix is not None:
+                out = prefix_attention(q, cache.prefix, k, v, cache.group, key_mask, causal=True)
+                return self.resid_dropout(self.out_proj(_merge_heads(out)))
         k_len = k.shape[2]
         if key_mask is None and k_len == length:
             out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)

@@ -21,6 +21,7 @@ from .errors import DataError, SamplingError
 from .forecast import Forecast
 from .generation import SamplingArgs, generate
 from .hub import DEFAULT_MODEL, module_fingerprint
+from .kv_cache import kv_bytes
 from .registry import resolve_pair
 from .sampling import check_sampling_args
 from .series import ForecastWindow, PreparedSeries
@@ -250,11 +251,16 @@ class KronosPredictor:
         return paths
 
     def _windows_per_chunk(self, windows: list[ForecastWindow], pred_len: int, sample_count: int) -> int:
-        """How many windows fit one chunk under ``max_batch_bytes`` of KV cache (memory linear in chunk size)."""
+        """How many windows fit one chunk under ``max_batch_bytes`` of KV cache (memory linear in chunk size).
+
+        A window's prompt is cached once and read by all its sample rows; each row caches only the
+        ``pred_len`` tokens it generates (plus, once a window slides past ``max_context``, nothing: those
+        steps recompute).
+        """
         cfg = self.model.config
-        width = max(len(w.x) for w in windows) + pred_len
+        width = max(len(w.x) for w in windows)
         elem = torch.finfo(self.dtype).bits // 8
-        per_window = sample_count * width * 2 * cfg.d_model * (cfg.n_layers + 1) * elem
+        per_window = kv_bytes(cfg.n_layers + 1, width, cfg.d_model, elem, 1, sample_count, pred_len)
         return max(1, int(self.max_batch_bytes // per_window))
 
     # -- reference API --------------------------------------------------------------------------

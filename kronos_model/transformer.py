@@ -15,7 +15,14 @@ from torch import nn
 from .config import KronosConfig
 from .hub import HubMixin
 from .kv_cache import KVCache, LayerCache
-from .layers import AttentionProjections, RMSNorm, TransformerBlock, _merge_heads, _split_heads
+from .layers import (
+    AttentionProjections,
+    RMSNorm,
+    TransformerBlock,
+    _merge_heads,
+    _split_heads,
+    prefix_attention,
+)
 
 DEP_HEADS = 4  # the dependency layer always has 4 heads, whatever n_heads is
 CALENDAR_SIZES = (("minute", 60), ("hour", 24), ("weekday", 7), ("day", 32), ("month", 13))
@@ -93,6 +100,10 @@ class CrossAttention(AttentionProjections):
         cache: LayerCache | None = None,
     ) -> torch.Tensor:
         q = _split_heads(self.q_proj(query), self.n_heads)
+        if cache is not None and cache.prefix is not None:
+            k, v = cache.read()
+            out = prefix_attention(q, cache.prefix, k, v, cache.group, key_mask, causal=False)
+            return self.out_proj(_merge_heads(out))
         if cache is not None:
             k, v = cache.keys[:, :, : cache.length], cache.values[:, :, : cache.length]
         else:
