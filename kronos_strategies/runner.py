@@ -279,11 +279,17 @@ def _start_note(
         return ""
     lookback = cfg.indicator.lookback
     asked = f"dates.start {cfg.dates.start}" if cfg.dates.start else "the first bar"
+    start_s, requested_s, first_s = (_stamp_text(t) for t in (start, requested, frame.index[0]))
     return (
-        f"trading starts {start} instead of {requested} ({asked}): the first {lookback - 1} bars from "
-        f"{frame.index[0]} warm up indicator.lookback={lookback}; use data from before {requested} "
+        f"trading starts {start_s} instead of {requested_s} ({asked}): the first {lookback - 1} bars from "
+        f"{first_s} warm up indicator.lookback={lookback}; use data from before {requested_s} "
         "or a shorter lookback"
     )
+
+
+def _stamp_text(stamp: pd.Timestamp) -> str:
+    """A date for midnight stamps (daily bars), the full timestamp otherwise."""
+    return str(stamp.date()) if stamp == stamp.normalize() else str(stamp)
 
 
 # A run whose costs exceed this share of its gross P&L (before costs) gets a hint.

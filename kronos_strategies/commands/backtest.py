@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,7 @@ def _when(stamp: Any) -> str:
     return str(stamp.date()) if stamp == stamp.normalize() else str(stamp)
 
 
-def data_overrides(config: str, data: str | None, name: str | None) -> list[str]:
+def data_overrides(config: str, data: str | None, name: str | None, sets: Sequence[str] = ()) -> list[str]:
     """``--set`` items for ``--data FILE`` / ``--name NAME``: the file, its label, the benchmark and the run name.
 
     The label is ``--name`` or the file's stem; the run is named ``<YAML name>-<label slug>`` so its
@@ -75,10 +76,10 @@ def data_overrides(config: str, data: str | None, name: str | None) -> list[str]
         return []
     from kronos_strategies.config import load_config
 
-    base = load_config(config).name
+    out = [] if data is None else [f"data.path={_yaml_str(data)}", "data.dataset=null", "data.source=null"]
+    base = load_config(config, [*out, *sets]).name  # the YAML's name (or the user's --set name=...)
     label = name or Path(data).stem  # type: ignore[arg-type]
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") or "data"
-    out = [] if data is None else [f"data.path={data}", "data.dataset=null", "data.source=null"]
     return out + [
         f"data.name={_yaml_str(label)}", f"benchmark.title={_yaml_str('Buy & hold ' + label)}",
         f"name={_yaml_str(base + '-' + slug)}", "output.title=null",
@@ -100,7 +101,7 @@ def run_handler(args: argparse.Namespace) -> int:
     # --- end universe
     from kronos_strategies.runner import run_backtest
 
-    overrides = data_overrides(args.config, args.data, args.name) + list(args.set or [])
+    overrides = data_overrides(args.config, args.data, args.name, list(args.set or [])) + list(args.set or [])
     if args.mode:
         overrides.append(f"engine.mode={args.mode}")
     if args.no_progress:
