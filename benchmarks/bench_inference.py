@@ -173,10 +173,17 @@ def _memory_probe(device: Any) -> tuple[Any, Any]:
 
 
 def kv_cache_bytes(job: Job, elem: int) -> int:
-    """Size of the fast path's KV cache for one forecast_batch chunk (blocks + dependency layer, K and V)."""
+    """Size of the fast path's KV cache for one forecast_batch chunk (blocks + dependency layer, K and V).
+
+    The prompt is stored once per window; each sample row stores only the tokens it generates.
+    """
+    from kronos_model.kv_cache import kv_bytes
+
     cfg = SHAPES[job.shape]["predictor"]
-    rows = min(job.windows, job.batch_size) * job.samples
-    return rows * (job.lookback + job.pred_len) * cfg["d_model"] * 2 * (cfg["n_layers"] + 1) * elem
+    windows = min(job.windows, job.batch_size)
+    return kv_bytes(
+        cfg["n_layers"] + 1, job.lookback, cfg["d_model"], elem, windows, job.samples, job.pred_len
+    )
 
 
 def run_job(

@@ -171,6 +171,58 @@ def single_rows(predictor: Any, clock: ModelClock, df: pd.DataFrame, args: argpa
     return rows
 
 
+def kv_rows(predictor: Any, df: pd.DataFrame) -> list[dict]:
+    """KV bytes per window, 20 samples, lookback 400: measured on the bundled model, computed for the mini
+    shape (pred_len 24); "copied" is the pre-issue layout with the prompt stored once per sample row."""
+    from kronos_model.kv_cache import KVCache, kv_bytes
+    from kronos_model.series import PreparedSeries
+
+    seen: list[int] = []
+    share = KVCache.share
+
+    def recording(cache: KVCache, repeats: int) -> None:
+        share(cache, repeats)
+        if not seen:
+            seen.extend([0, 0])
+            for layer in [*cache.layers, cache.dep]:
+                prefix = sum(t.nbytes for t in layer.prefix)
+                own = layer.keys.nbytes + layer.values.nbytes
+                seen[0] += prefix + own
+                seen[1] += repeats * prefix + own  # the prompt copied to every sample row
+
+    KVCache.share = recording
+    try:
+        lookback = min(400, predictor.max_context, len(df))
+        series = PreparedSeries.from_frame(df.iloc[-lookback:])
+        predictor.forecast_series(series, [lookback], 1, lookback=lookback, sample_count=20, seed=0)
+    finally:
+        KVCache.share = share
+    rows = [
+        dict(
+            model="bundled (measured)",
+            lookback=lookback,
+            samples=20,
+            pred_len=1,
+            shared=seen[0],
+            copied=seen[1],
+        )
+    ]
+    mini = dict(layers=5, d_model=256, elem=4)  # Kronos-mini: 4 blocks + the dependency layer, float32
+    rows.append(
+        dict(
+            model="Kronos-mini shape (computed)",
+            lookback=400,
+            samples=20,
+            pred_len=24,
+            shared=kv_bytes(mini["layers"], 400, mini["d_model"], mini["elem"], 1, 20, 24),
+            copied=kv_bytes(mini["layers"], 0, mini["d_model"], mini["elem"], 1, 20, 400 + 24),
+        )
+    )
+    for r in rows:
+        r["ratio"] = r["copied"] / r["shared"]
+    return rows
+
+
 def _thread_child(threads: int, args: argparse.Namespace) -> float:
     """Seconds for one forecast_series batch with ``threads`` torch threads (run in a child process)."""
     import torch
@@ -253,6 +305,11 @@ def main(argv: list[str] | None = None) -> int:
     for r in single:
         print(f"{r['path']:<48} {r['per_call_ms']:8.2f} {r['model_per_call_ms']:9.2f} "
               f"{r['bookkeeping_per_call_ms']:8.2f}")  # fmt: skip
+    kv = kv_rows(predictor, df)
+    print("\nKV cache bytes per window (prompt once per window vs once per sample row)")
+    for r in kv:
+        print(f"{r['model']:<30} lookback {r['lookback']}, {r['samples']} samples, pred_len {r['pred_len']}: "
+              f"{r['shared'] / 2**20:.2f} MiB shared vs {r['copied'] / 2**20:.2f} MiB copied ({r['ratio']:.1f}x less)")  # fmt: skip
     threads = thread_rows(args) if args.threads else []
     if threads:
         print("\nthreads (32 windows x 4 samples per batch; each copy is a separate process)")
@@ -263,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = dict(data=label, load_average=load, cores=os.cpu_count(), torch_threads=torch.get_num_threads())
-    out.write_text(json.dumps(dict(meta=meta, batch=batch, single=single, threads=threads), indent=2))
+    out.write_text(json.dumps(dict(meta=meta, batch=batch, single=single, kv=kv, threads=threads), indent=2))
     print(f"\nwrote {out}")
     return 0
 
