@@ -10,6 +10,8 @@ from typing import Any
 
 from kronos_strategies.errors import ConfigError
 
+WARMUP_MARGIN = 8  # bars of history beyond indicator.lookback in the default paper.warmup
+
 
 def _strategy(cfg: Any, timeframe_ms: int, predictor: Any = None) -> tuple[type, dict[str, Any]]:
     """The YAML's strategy class and params; Kronos strategies get the indicator and model as in a backtest."""
@@ -35,6 +37,19 @@ def _strategy(cfg: Any, timeframe_ms: int, predictor: Any = None) -> tuple[type,
     return strategy, params
 
 
+def _refuse_live_from_command_line(overrides: list[str]) -> None:
+    """Real-money trading must be written in the YAML file itself; ``--set paper.mode=...`` cannot switch it on."""
+    from kronos_strategies.paper.session import LiveTradingRefused
+
+    for item in overrides:
+        key, _, value = item.partition("=")
+        if key.strip() == "paper.mode" and value.strip().strip("'\"").lower() == "live":
+            raise LiveTradingRefused(
+                "--set paper.mode=live is refused: write 'mode: live' in the YAML file's paper: section "
+                "and pass --live"
+            )
+
+
 def paper_handler(args: argparse.Namespace) -> int:
     """Run the YAML's strategy in paper (default), sandbox or live mode."""
     import ccxt
@@ -44,10 +59,11 @@ def paper_handler(args: argparse.Namespace) -> int:
     from kronos_strategies.paper.livefeed import timeframe_ms
     from kronos_strategies.paper.session import PaperSession, describe
 
+    _refuse_live_from_command_line(list(args.set or []))
     cfg = load_config(args.config, list(args.set or []))
     pc = paper_config(cfg, journal=args.journal, url=args.url, max_bars=args.max_bars)
-    if pc.warmup is None:  # enough for the first forecast; more would only cost model calls
-        pc.warmup = cfg.indicator.lookback
+    if pc.warmup is None:  # the first forecast's history plus a margin (a restart must never fall short)
+        pc.warmup = cfg.indicator.lookback + WARMUP_MARGIN
     step = timeframe_ms(ccxt.Exchange, pc.timeframe)
     refitter = None
     if "finetune" in cfg.sections:  # walk-forward refits in the background, swapped in between bars

@@ -6,6 +6,7 @@ The real ccxt client talks to the emulator on 127.0.0.1; the journal's position 
 from __future__ import annotations
 
 import threading
+import time
 
 import backtrader as bt
 import pytest
@@ -88,3 +89,40 @@ def test_an_order_executed_after_the_timeout_is_placed_once_in_a_session(emulato
     assert len(emu.engine.orders) == 1, "a timed-out order was sent again and executed twice"
     assert len(orders) == 1 and not dups
     assert size == pytest.approx(emu.engine.free["BTC"]) == pytest.approx(0.2)
+
+
+class EveryBar(bt.Strategy):
+    """Buys a little on every processed bar; sleeps ``pause`` wall seconds on bar 3 (an outage)."""
+
+    params = (("pause", 1.2),)
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.refused: list[str] = []
+
+    def notify_order(self, order: bt.Order) -> None:
+        if order.status == order.Rejected:
+            self.refused.append(order.info.get("reason") or "")
+
+    def next(self) -> None:
+        self.n += 1
+        if self.n == 3:
+            time.sleep(self.p.pause)
+        self.buy(size=0.1)
+
+
+def test_bars_caught_up_after_an_outage_trade_nothing(emulator, tmp_path):
+    emu = emulator(bar_seconds=0.1)
+    journal = tmp_path / "stale.sqlite"
+    config = fast_config(emu.url, journal, warmup=5, max_bars=20, stale_after_bars=2)
+    strategy = PaperSession(config, EveryBar, env=ENV).run().strategy
+    j = Journal(journal)
+    try:
+        stale = j.events("stale")
+        intents = j.intents()
+    finally:
+        j.close()
+    assert len(stale) >= 5 and "no orders on it" in stale[0]["message"]
+    assert len(strategy.refused) == len(stale) and "stale_after_bars" in strategy.refused[0]
+    assert len(emu.engine.orders) == 20 - len(stale)  # every fresh bar traded, no stale one did
+    assert sum(1 for r in intents if r["status"] == "closed") == len(emu.engine.orders)

@@ -57,6 +57,8 @@ def test_paper_run_then_report(emulator, candles_csv, tmp_path, capsys):
         ({"mode": "sandbox"}, ["--live"], "set mode: live"),
         ({"mode": "sandbox", "api_key_env": "KBT_TEST_KEY", "secret_env": "KBT_TEST_SECRET"}, [], "API key"),
         ({"mood": "paper"}, [], "did you mean 'paper.mode'"),
+        ({"mode": "sandbox"}, ["--set", "paper.mode=live", "--live"], "--set paper.mode=live is refused"),
+        ({"mode": "sandbox"}, ["--set", "paper.mode=live"], "--set paper.mode=live is refused"),
     ],
 )
 def test_bad_input_is_one_line(emulator, candles_csv, tmp_path, capsys, monkeypatch, paper, argv, message):
@@ -67,6 +69,7 @@ def test_bad_input_is_one_line(emulator, candles_csv, tmp_path, capsys, monkeypa
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert "not-the-right-secret" not in err
+    assert not (tmp_path / "cli.sqlite").exists(), "a journal was created before the input was checked"
 
 
 def test_emulator_command_serves_and_exits(candles_csv, capsys, monkeypatch):
