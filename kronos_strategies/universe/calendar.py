@@ -56,8 +56,11 @@ def align_universe(
     """Slice each asset to ``[start - warm-up, end]`` and build the union calendar and its tables."""
     need = max(lookback, min_history or lookback)
     _check_timezones(frames)
+    tz = next(iter(frames.values())).index.tz
     sliced: dict[str, pd.DataFrame] = {}
     for name, frame in frames.items():
+        if tz is not None and str(frame.index.tz) != str(tz):  # one clock: the first asset's timezone
+            frame = frame.set_axis(frame.index.tz_convert(tz))
         try:
             part, _ = slice_with_warmup(frame, start, end, warmup=need - 1)
         except InsufficientHistoryError as exc:

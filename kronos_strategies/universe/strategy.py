@@ -70,6 +70,9 @@ class UniverseStrategy(bt.Strategy):
         self.names = [d._name for d in self.datas]
         self.col = {n: j for j, n in enumerate(self.fc.table.names)}
         self.first = int(self.fc.table.index.searchsorted(self.fc.universe.start))
+        self.eligible = (
+            self.fc.universe.eligible.to_numpy()
+        )  # [union bars, assets]: bar at t + enough history
         self.targets: dict[str, float] = {}
         self.fills: list[dict[str, Any]] = []
         self.closed_trades: list[float] = []
@@ -93,7 +96,7 @@ class UniverseStrategy(bt.Strategy):
         self._close_delisted(now)
         if t < self.first:
             return
-        eligible = self.fc.universe.eligible.to_numpy()[t]
+        eligible = self.eligible[t]
         ranked = [d for d in live if eligible[self.col[d._name]]]
         if self.p.mode == "event":
             self.fc.at(t, {d._name: self._window(d) for d in ranked})

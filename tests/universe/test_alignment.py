@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kronos_model.errors import InsufficientHistoryError
+from kronos_model.errors import DataError, InsufficientHistoryError
 from kronos_strategies.errors import ConfigError
 from kronos_strategies.universe.runner import run_universe_backtest
 
@@ -99,3 +99,9 @@ def test_missing_file_is_named(tmp_path):
     cfg["universe"]["assets"][1] = {"name": "B", "path": str(tmp_path / "nope.csv")}
     with pytest.raises(ConfigError, match="nope.csv"):
         run_universe_backtest(cfg)
+
+
+def test_naive_and_aware_timestamps_are_refused(tmp_path, assets, counting_predictor):
+    mixed = {n: f if n == "B" else f.tz_localize("America/New_York") for n, f in assets.items()}
+    with pytest.raises(DataError, match="universe asset 'B' has naive timestamps"):
+        run_universe_backtest(universe_config(tmp_path), predictor=counting_predictor, frames=mixed)
