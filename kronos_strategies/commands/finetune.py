@@ -108,14 +108,14 @@ def load_job(config: str | None, args: argparse.Namespace) -> FinetuneJob:
             "model.from_scratch trains new modules: set train: both (a random tokenizer is useless)"
         )
     cfg = _finetune_config(raw.get("finetune"), "finetune")
-    if args.resume:
-        cfg = replace(cfg, resume=True, checkpoint_dir=cfg.checkpoint_dir)
-    if args.quiet:
-        cfg = replace(cfg, verbose=False)
     name = str(raw.get("name") or "finetune")
     output = Path(raw.get("output") or Path("runs") / "finetune" / name)
-    if cfg.checkpoint_dir is None:
-        cfg.checkpoint_dir = str(output / "checkpoints")
+    cfg = replace(
+        cfg,
+        checkpoint_dir=cfg.checkpoint_dir or str(output / "checkpoints"),
+        resume=cfg.resume or args.resume,
+        verbose=cfg.verbose and not args.quiet,
+    )
     tok_cfg = _finetune_config(raw.get("tokenizer_finetune"), "tokenizer_finetune", base=cfg)
     for label, stage in (("finetune", cfg), ("tokenizer_finetune", tok_cfg)):
         try:
