@@ -92,6 +92,15 @@ def report_handler(args: argparse.Namespace) -> int:
     return 0
 
 
+def inspect_handler(args: argparse.Namespace) -> int:
+    """List a journal's intents -> exchange orders -> fills, calling out duplicates and mismatches."""
+    from kronos_strategies.paper.report import inspect_journal
+
+    lines, problems = inspect_journal(args.journal)
+    print("\n".join(lines))
+    return 0
+
+
 def emulator_handler(args: argparse.Namespace) -> int:
     """Serve a CSV as a Binance-like exchange on 127.0.0.1 until interrupted (or ``--exit-after``)."""
     import ccxt
@@ -137,7 +146,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     paper = subparsers.add_parser("paper", help="paper/sandbox/live trading of a YAML strategy via ccxt",
                                   formatter_class=fmt, description=__doc__)  # fmt: skip
-    paper.add_argument("config", help="backtest YAML with a paper: section, or 'report'")
+    paper.add_argument("config", help="backtest YAML with a paper: section, or 'report' / 'inspect' JOURNAL")
     paper.add_argument("journal_arg", nargs="?", help=argparse.SUPPRESS)
     paper.add_argument(
         "--live", action="store_true", help="allow real orders (the YAML must also say mode: live)"
@@ -173,7 +182,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _paper_dispatch(args: argparse.Namespace) -> int:
-    """``paper report JOURNAL`` or ``paper CONFIG``."""
+    """``paper report JOURNAL``, ``paper inspect JOURNAL`` or ``paper CONFIG``."""
+    if args.config == "inspect":
+        if not args.journal_arg:
+            raise ConfigError("usage: kronos-bt paper inspect JOURNAL")
+        args.journal = args.journal_arg
+        return inspect_handler(args)
     if args.config == "report":
         if not args.journal_arg:
             raise ConfigError("usage: kronos-bt paper report JOURNAL [--output FILE.html]")

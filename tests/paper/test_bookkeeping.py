@@ -11,6 +11,7 @@ import time
 import backtrader as bt
 import pytest
 
+from kronos_strategies.cli import main
 from kronos_strategies.paper.emulator import FaultPlan
 from kronos_strategies.paper.journal import Journal
 from kronos_strategies.paper.session import PaperSession
@@ -52,7 +53,7 @@ def test_the_last_bars_fill_reaches_the_position_and_equity_rows(emulator, tmp_p
     assert size == pytest.approx(0.2), "the fill of the last bar's order is missing from the positions table"
 
 
-def test_a_duplicate_execution_is_journaled_flagged_and_booked(emulator, tmp_path):
+def test_a_duplicate_execution_is_journaled_flagged_and_booked(emulator, tmp_path, capsys):
     emu = emulator(bar_seconds=0.1)
     journal = tmp_path / "dup.sqlite"
 
@@ -70,6 +71,11 @@ def test_a_duplicate_execution_is_journaled_flagged_and_booked(emulator, tmp_pat
     assert sorted(r["order_id"] for r in orders) == sorted(str(o.order_id) for o in emu.engine.orders)
     assert dups == [cid] and events, "the duplicate was not called out"
     assert size == pytest.approx(emu.engine.free["BTC"]) == pytest.approx(0.4)
+    assert main(["paper", "inspect", str(journal)]) == 0
+    out = capsys.readouterr().out
+    assert f"{cid}  bar" in out and "!! DUPLICATE: 2 exchange orders for one intent" in out
+    assert "!! MISMATCH: closed intent of 0.2 filled 0.4" in out  # the intent was filled twice over
+    assert out.strip().endswith("1 intent(s), 2 exchange order(s), 2 fill(s), 2 problem(s)")
 
 
 def test_an_order_executed_after_the_timeout_is_placed_once_in_a_session(emulator, tmp_path):
