@@ -20,7 +20,7 @@ from .data import (
     check_time_order,
     frame_timestamps,
     infer_future_timestamps,
-    prepare_ohlcv,
+    prepare_values,
     to_timestamps,
     window_stats,
 )
@@ -59,15 +59,15 @@ class PreparedSeries:
         cls, df: pd.DataFrame, x_timestamp: Any = None, *, name: str = "df", min_bars: int = 1
     ) -> PreparedSeries:
         """Validate ``df`` (timestamps from ``x_timestamp``, a timestamp column or a DatetimeIndex) once."""
-        frame = prepare_ohlcv(df, name=name)
-        if len(frame) < min_bars:
-            raise InsufficientHistoryError(f"{name} has {len(frame)} bar(s); at least {min_bars} are needed")
+        values = prepare_values(df, name=name)
+        if len(values) < min_bars:
+            raise InsufficientHistoryError(f"{name} has {len(values)} bar(s); at least {min_bars} are needed")
         times = frame_timestamps(df, x_timestamp)
-        if len(times) != len(frame):
+        if len(times) != len(values):
             raise TimestampError(
-                f"{name}: x_timestamp has {len(times)} entries but the data has {len(frame)} rows"
+                f"{name}: x_timestamp has {len(times)} entries but the data has {len(values)} rows"
             )
-        return cls.from_arrays(frame.to_numpy(), times, name=name)
+        return cls.from_arrays(values, times, name=name)
 
     @classmethod
     def from_arrays(

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from kronos_model.data import prepare_ohlcv
+from kronos_model.data import prepare_values
 from kronos_model.errors import LookaheadError
 from kronos_model.forecast import Forecast
 from kronos_model.series import PreparedSeries
@@ -229,7 +229,7 @@ class KronosSignal(bt.Indicator):
     def _series(self, columns: dict[str, np.ndarray], stamps: pd.DatetimeIndex) -> PreparedSeries:
         """Validated six features (amount derived from volume when the feed has no amount line) and stamps."""
         name = f"{type(self).__name__} input"
-        values = prepare_ohlcv(pd.DataFrame(columns), name=name).to_numpy()
+        values = prepare_values(pd.DataFrame(columns), name=name)
         return PreparedSeries.from_arrays(values, stamps, name=name)
 
     def _source_lines(self) -> tuple[str, ...]:

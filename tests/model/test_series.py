@@ -163,3 +163,15 @@ def test_prepared_features_keep_the_pandas_numbers_and_layout():
     assert (prices_only[["volume", "amount"]].to_numpy() == 0).all()
     amount_only = prepare_ohlcv(frame.assign(amount=7.5).drop(columns="volume"))
     assert (amount_only["volume"] == 0).all() and (amount_only["amount"] == 7.5).all()
+
+
+@pytest.mark.parametrize("tz", [None, "UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata"])
+@pytest.mark.parametrize("unit", ["ns", "us", "s"])
+def test_calendar_features_equal_the_pandas_fields(tz, unit):
+    """Integer calendar arithmetic equals pandas' minute/hour/weekday/day/month, before 1970 and over DST."""
+    ticks = np.random.default_rng(0).integers(-2 * 10**18, 4 * 10**18, 5000)
+    stamps = pd.DatetimeIndex(ticks.astype("datetime64[ns]")).as_unit(unit)
+    if tz is not None:
+        stamps = stamps.tz_localize("UTC").tz_convert(tz)
+    fields = [stamps.minute, stamps.hour, stamps.day_of_week, stamps.day, stamps.month]
+    np.testing.assert_array_equal(calendar_features(stamps), np.stack(fields, axis=1).astype(np.float32))
