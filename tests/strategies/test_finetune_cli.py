@@ -103,3 +103,25 @@ def test_bad_data_file_is_named(tmp_path, capsys):
     assert main(["finetune", str(job_yaml(tmp_path)), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "series1" in err and "non-positive prices" in err and "file line 2" in err
+
+
+def test_ccxt_source_downloads_once_through_the_emulator(tmp_path, capsys):
+    """``source: ccxt`` uses the backtests' cached download: the second job sends no request."""
+    from tests.paper.helpers import start_emulator, write_candles
+
+    emu = start_emulator(write_candles(tmp_path / "c.csv", n=400, seed=1), start_index=300, bar_seconds=60.0)
+    try:
+        data = [{
+            "source": "ccxt", "symbol": "BTC/USDT", "timeframe": "1m", "url": emu.url,
+            "since": "2024-01-01T00:00", "until": "2024-01-01T04:00", "cache_dir": str(tmp_path / "ohlcv"),
+        }]  # fmt: skip
+        assert main(["finetune", str(job_yaml(tmp_path, data=data, train="predictor")), "--quiet"]) == 0
+        record = json.loads((tmp_path / "out/predictor/training_record.json").read_text())
+        assert record["data"][0]["name"] == "BTC/USDT 1m" and record["data"][0]["bars"] == 240
+        sent = emu.requests
+        assert sent > 0
+        path = job_yaml(tmp_path, data=data, train="predictor", output=str(tmp_path / "again"))
+        assert main(["finetune", str(path), "--quiet"]) == 0
+        assert emu.requests == sent
+    finally:
+        emu.stop()
