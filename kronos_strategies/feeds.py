@@ -104,7 +104,20 @@ def _stamp_column(df: pd.DataFrame, timestamp_column: str | None) -> str | None:
     )
 
 
-def _parse_stamps(values: pd.Series | pd.Index, name: str) -> pd.DatetimeIndex:
+def _first_bad_stamp(values: pd.Series, first_line: int | None) -> str:
+    """``: first unreadable value 'x' at position 4 (file line 6)`` for an error message, or ''."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parsed = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
+    bad = np.flatnonzero(parsed.isna().to_numpy() & values.notna().to_numpy())
+    if not len(bad):
+        return ""
+    pos = int(bad[0])
+    line = f", file line {first_line + pos}" if first_line is not None else ""
+    return f"; first unreadable value {values.iloc[pos]!r} at position {pos}{line}"
+
+
+def _parse_stamps(values: pd.Series | pd.Index, name: str, first_line: int | None = None) -> pd.DatetimeIndex:
     """Timestamps from datetimes, strings (mixed UTC offsets allowed) or Unix epochs in s or ms."""
     values = pd.Series(values)
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
@@ -121,7 +134,8 @@ def _parse_stamps(values: pd.Series | pd.Index, name: str) -> pd.DatetimeIndex:
                 try:  # strings with different UTC offsets (DST) only parse into one UTC index
                     values = pd.Series(pd.to_datetime(values, utc=True))
                 except (TypeError, ValueError) as exc:
-                    raise TimestampError(f"{name} cannot be read as datetimes: {exc}") from exc
+                    where = _first_bad_stamp(values, first_line)
+                    raise TimestampError(f"{name} cannot be read as datetimes{where or f': {exc}'}") from None
     return to_timestamps(values, name=name)
 
 
@@ -148,7 +162,7 @@ def read_ohlcv(
     first_line = raw.attrs.get("first_line")
     raw.columns = [_ALIASES.get(str(c).strip().lower(), str(c).strip().lower()) for c in raw.columns]
     col = _stamp_column(raw, timestamp_column.lower() if timestamp_column else None)
-    stamps = _parse_stamps(raw[col] if col else raw.index, f"{label} timestamps")
+    stamps = _parse_stamps(raw[col] if col else raw.index, f"{label} timestamps", first_line)
     if tz is not None:
         try:
             stamps = stamps.tz_convert(tz) if stamps.tz is not None else stamps.tz_localize(tz)

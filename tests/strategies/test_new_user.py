@@ -374,3 +374,29 @@ def test_walkforward_summary_counts_fold_cache_forecasts_as_cached(tmp_path, cap
     total = int(re.search(r"forecasts: (\d+) windows", again).group(1))
     assert total > before
     assert f"{total} windows, {total - before} computed, {before} from cache" in again
+
+
+@pytest.mark.parametrize(
+    ("edit", "needles"),
+    [
+        ("date", ("cannot be read as datetimes", "'not a date'", "file line 6")),
+        ("duplicate", ("duplicate timestamp", "file line 6")),
+        ("high_low", ("high < low", "file line 6")),
+    ],
+)
+def test_error_positions_are_the_timestamp_and_the_file_line(tmp_path, sp500_bars, capsys, edit, needles):
+    csv = _daily_csv(tmp_path / "bars.csv", sp500_bars, start="2015-01-01", end="2015-03-31")
+    lines = csv.read_text().splitlines()
+    cells = lines[5].split(",")  # file line 6
+    if edit == "date":
+        cells[0] = "not a date"
+    elif edit == "duplicate":
+        cells[0] = lines[4].split(",")[0]
+    else:
+        cells[2] = str(float(cells[3]) - 1)  # high below low
+    lines[5] = ",".join(cells)
+    csv.write_text("\n".join(lines) + "\n")
+    code, _, err = _run(capsys, "forecast", str(csv))
+    _one_line_error(code, err, *needles)
+    if edit == "high_low":
+        assert cells[0] in err  # the row's timestamp
