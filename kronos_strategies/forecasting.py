@@ -86,11 +86,14 @@ def cached_forecasts(
     *,
     batch_size: int = 64,
     on_batch: Callable[[int], None] | None = None,
+    compute: Callable[[list[int]], list[Forecast]] | None = None,
 ) -> tuple[list[Forecast], int]:
     """Forecasts of ``windows`` (cache first, misses computed in batches and stored); also the count computed.
 
-    ``on_batch(n)`` is called after each computed batch of ``n`` windows (progress bars). Every forecast must
-    end its history at its window's last bar, or a :class:`LookaheadError` is raised.
+    ``on_batch(n)`` is called after each computed batch of ``n`` windows (progress bars). ``compute(indices)``,
+    when given, forecasts a batch of missed windows by their indices (e.g. through ``forecast_series`` on a
+    prepared series) instead of ``predictor.forecast_batch``. Every forecast must end its history at its
+    window's last bar, or a :class:`LookaheadError` is raised.
     """
     keys: list[str | None] = [None] * len(windows)
     out: list[Forecast | None] = [None] * len(windows)
@@ -102,9 +105,12 @@ def cached_forecasts(
     kwargs = spec.predictor_kwargs()
     for first in range(0, len(todo), batch_size):
         chunk = todo[first : first + batch_size]
-        computed = predictor.forecast_batch(
-            [windows[j] for j in chunk], spec.pred_len, batch_size=batch_size, **kwargs
-        )
+        if compute is not None:
+            computed = compute(chunk)
+        else:
+            computed = predictor.forecast_batch(
+                [windows[j] for j in chunk], spec.pred_len, batch_size=batch_size, **kwargs
+            )
         for j, forecast in zip(chunk, computed, strict=True):
             out[j] = forecast
             if cache is not None and keys[j] is not None:

@@ -15,7 +15,7 @@ from ..errors import ConfigError
 from ..feeds import read_ohlcv
 from .config import UniverseConfig, asset_label
 
-__all__ = ["load_universe"]
+__all__ = ["load_universe", "validated"]
 
 _SUFFIXES = (".csv", ".parquet", ".pq", ".gz", ".txt")
 
@@ -33,6 +33,11 @@ def load_universe(cfg: BacktestConfig) -> dict[str, pd.DataFrame]:
             raise ConfigError(f"universe: two files are named {name!r} ({path}); rename one")
         frames[name] = _named(name, lambda p=path, n=name: read_ohlcv(p, timestamp_column=uni.timestamp_column, tz=uni.tz, name=n))  # fmt: skip
     return frames
+
+
+def validated(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Frames given in Python (tests, notebooks) through ``read_ohlcv``, errors naming the asset."""
+    return {str(n): _named(str(n), lambda f=f, n=n: read_ohlcv(f, name=str(n))) for n, f in frames.items()}
 
 
 def _listed_files(cfg: BacktestConfig, uni: UniverseConfig) -> list[Path]:

@@ -40,18 +40,23 @@ def forward_returns(universe: AlignedUniverse, step: int) -> pd.DataFrame:
 
 
 def cross_sectional_ic(signal: pd.DataFrame, forward: pd.DataFrame, *, rank: bool = False) -> pd.Series:
-    """Per bar, the correlation across assets of ``signal`` and ``forward`` (Spearman when ``rank``)."""
+    """Per bar, the correlation across assets of ``signal`` and ``forward`` (Spearman when ``rank``).
+
+    Only assets with both values count; a bar with fewer than 3 of them, or a constant side, has no IC.
+    """
     s, f = signal.to_numpy(float), forward.to_numpy(float)
+    ok = np.isfinite(s) & np.isfinite(f)
+    s, f = np.where(ok, s, np.nan), np.where(ok, f, np.nan)
+    if rank:  # average ranks among the valid pairs, as pandas' Spearman
+        s, f = pd.DataFrame(s).rank(axis=1).to_numpy(), pd.DataFrame(f).rank(axis=1).to_numpy()
+    n = ok.sum(axis=1)
+    safe = np.maximum(n, 1)[:, None]
+    ds = np.where(ok, s - np.where(ok, s, 0).sum(axis=1, keepdims=True) / safe, 0.0)
+    df = np.where(ok, f - np.where(ok, f, 0).sum(axis=1, keepdims=True) / safe, 0.0)
+    vs, vf = (ds * ds).sum(axis=1), (df * df).sum(axis=1)
+    good = (n >= _MIN_NAMES) & (vs > 0) & (vf > 0)
     out = np.full(len(s), np.nan)
-    for t in range(len(s)):
-        ok = np.isfinite(s[t]) & np.isfinite(f[t])
-        if ok.sum() < _MIN_NAMES:
-            continue
-        a, b = s[t, ok], f[t, ok]
-        if rank:
-            a, b = pd.Series(a).rank().to_numpy(), pd.Series(b).rank().to_numpy()
-        if a.std() > 0 and b.std() > 0:
-            out[t] = float(np.corrcoef(a, b)[0, 1])
+    out[good] = (ds * df).sum(axis=1)[good] / np.sqrt(vs[good] * vf[good])
     return pd.Series(out, index=signal.index)
 
 
@@ -73,18 +78,14 @@ def _quantile_returns(
     signal: pd.DataFrame, forward: pd.DataFrame, q: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per bar, the mean forward return of each signal quantile (1 = lowest), and each asset's quantile."""
-    rows, labels = [], pd.DataFrame(np.nan, index=signal.index, columns=signal.columns)
-    for t in signal.index:
-        s, f = signal.loc[t], forward.loc[t]
-        ok = s.notna() & f.notna()
-        if ok.sum() < max(q, _MIN_NAMES):
-            rows.append([np.nan] * q)
-            continue
-        pct = s[ok].rank(method="first") / ok.sum()
-        lab = np.ceil(pct * q).clip(1, q)
-        labels.loc[t, lab.index] = lab
-        rows.append([float(f[ok][lab == k].mean()) for k in range(1, q + 1)])
-    return pd.DataFrame(rows, index=signal.index, columns=[f"q{k}" for k in range(1, q + 1)]), labels
+    ok = signal.notna() & forward.notna()
+    n = ok.sum(axis=1)
+    pct = signal.where(ok).rank(axis=1, method="first").div(n, axis=0)
+    labels = np.ceil(pct * q).clip(1, q).where(ok)
+    labels[n < max(q, _MIN_NAMES)] = np.nan
+    fwd = forward.where(labels.notna())
+    rows = {f"q{k}": fwd.where(labels == k).mean(axis=1) for k in range(1, q + 1)}
+    return pd.DataFrame(rows, index=signal.index), labels
 
 
 def signal_report(

@@ -20,7 +20,7 @@ from ..forecasting import ForecastSpec
 from ..indicator import ForecastStats, resolve_cache
 from ..runner import load_model
 from ..strategy import configure_broker, load_object
-from .assets import load_universe
+from .assets import load_universe, validated
 from .calendar import AlignedUniverse, align_universe
 from .config import UniverseConfig
 from .signals import SignalTable, UniverseForecaster
@@ -90,7 +90,7 @@ def run_universe_backtest(
     uni: UniverseConfig = cfg.sections["universe"]
     strategy_cls = strategy_class(cfg)
     ind = cfg.indicator
-    raw = dict(frames) if frames is not None else load_universe(cfg)
+    raw = validated(dict(frames)) if frames is not None else load_universe(cfg)
     universe = align_universe(
         raw, start=cfg.dates.start, end=cfg.dates.end, lookback=ind.lookback, min_history=uni.min_history
     )

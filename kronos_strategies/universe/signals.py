@@ -1,7 +1,8 @@
 """Kronos forecasts of every asset's windows, reduced to a [bars x assets] signal table.
 
-Vectorised mode forecasts all windows of all assets up front, in chunks of ``chunk`` windows (each chunk one
-``cached_forecasts`` call, so batches mix assets and memory stays flat in the number of assets); event mode
+Vectorised mode forecasts all windows of all assets up front, asset by asset in chunks of ``chunk`` windows (each
+chunk one ``cached_forecasts`` call; misses are cut from the asset's prepared series by ``forecast_series`` when
+the predictor has it), so memory stays flat in the number of assets; event mode
 forecasts, at each bar, the windows of the assets that have a bar, in one call. Windows are cut from each
 asset's own bars and keyed exactly like the single-asset ``KronosSignal`` windows (``ForecastSpec.key``), so
 a universe run and a single-asset run share cache entries.
@@ -10,13 +11,14 @@ a universe run and a single-asset run share cache entries.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from kronos_model.forecast import Forecast
+from kronos_model.series import PreparedSeries
 
 from ..cache import ForecastCache
 from ..forecasting import Forecaster, ForecastSpec, cached_forecasts
@@ -80,6 +82,7 @@ class UniverseForecaster:
         self.stats = ForecastStats()
         self.table = SignalTable.empty(universe.index, universe.names, spec.pred_len)
         self._first = int(universe.index.searchsorted(universe.start))
+        self._series: dict[int, PreparedSeries] = {}
 
     # ------------------------------------------------------------------ both modes
 
@@ -87,11 +90,18 @@ class UniverseForecaster:
         """The ``lookback`` bars of ``name`` ending at its own row ``pos`` (never another asset's calendar)."""
         return self.universe.frames[name].iloc[pos - self.lookback + 1 : pos + 1]
 
-    def _run(self, cells: Sequence[tuple[int, int]], windows: Sequence[pd.DataFrame]) -> None:
-        """Forecast ``windows`` (one per (row, column) cell) and write their summaries into the table."""
+    def _run(
+        self, cells: Sequence[tuple[int, int]], windows: Sequence[pd.DataFrame], *, series: bool = False
+    ) -> None:
+        """Forecast ``windows`` (one per (row, column) cell) and write their summaries into the table.
+
+        With ``series`` (vectorised mode) and a predictor that has ``forecast_series``, missed windows are cut
+        from each asset's prepared series (validated once) instead of being validated one by one.
+        """
         started = time.perf_counter()
+        compute = self._series_compute(cells) if series else None
         forecasts, computed = cached_forecasts(
-            self.predictor, windows, self.spec, self.cache, batch_size=self.batch_size
+            self.predictor, windows, self.spec, self.cache, batch_size=self.batch_size, compute=compute
         )
         self.stats.windows += len(windows)
         self.stats.computed += computed
@@ -100,6 +110,39 @@ class UniverseForecaster:
         self.stats.seconds += time.perf_counter() - started
         for (t, j), forecast in zip(cells, forecasts, strict=True):
             self._store(t, j, forecast)
+
+    def _series_compute(
+        self, cells: Sequence[tuple[int, int]]
+    ) -> Callable[[list[int]], list[Forecast]] | None:
+        """Forecasts of missed cells by index through ``forecast_series`` (one call per asset in the batch)."""
+        if not callable(getattr(self.predictor, "forecast_series", None)):
+            return None
+        position = self.universe.position.to_numpy()
+
+        def compute(chunk: list[int]) -> list[Forecast]:
+            out: list[Forecast | None] = [None] * len(chunk)
+            by_asset: dict[int, list[int]] = {}
+            for k, i in enumerate(chunk):
+                by_asset.setdefault(cells[i][1], []).append(k)
+            for j, ks in by_asset.items():
+                ends = [int(position[cells[chunk[k]][0], j]) + 1 for k in ks]
+                got = self.predictor.forecast_series(
+                    self._prepared(j), ends, self.spec.pred_len, lookback=self.lookback,
+                    batch_size=self.batch_size, **self.spec.predictor_kwargs(),
+                )  # fmt: skip
+                for k, forecast in zip(ks, got, strict=True):
+                    out[k] = forecast
+            return out  # type: ignore[return-value]
+
+        return compute
+
+    def _prepared(self, j: int) -> PreparedSeries:
+        """Asset ``j``'s bars as a prepared series (validated once per run)."""
+        if j not in self._series:
+            name = self.universe.names[j]
+            frame = self.universe.frames[name]
+            self._series[j] = PreparedSeries.from_arrays(frame.to_numpy(np.float64), frame.index, name=name)
+        return self._series[j]
 
     def _store(self, t: int, j: int, forecast: Forecast) -> None:
         cum = forecast.cumulative_returns()  # [S, pred_len]
@@ -117,13 +160,13 @@ class UniverseForecaster:
         """Every eligible (bar, asset) window from the trading start on, in chunks of ``chunk`` windows."""
         eligible = self.universe.eligible.to_numpy()
         position = self.universe.position.to_numpy()
-        rows, cols = np.nonzero(eligible[self._first :])
+        cols, rows = np.nonzero(eligible[self._first :].T)  # asset by asset: a batch mostly cuts one series
         rows = rows + self._first
         names = self.universe.names
         for lo in range(0, len(rows), self.chunk):
             cells = list(zip(rows[lo : lo + self.chunk].tolist(), cols[lo : lo + self.chunk].tolist()))
             windows = [self._window(names[j], int(position[t, j])) for t, j in cells]
-            self._run(cells, windows)
+            self._run(cells, windows, series=True)
         self.table.done[self._first :] = True
         return self.table
 

@@ -38,6 +38,7 @@ def test_perturbing_one_future_changes_nothing_before(tmp_path, assets, counting
     assert base.fills[early].equals(other.fills[other.fills["created"] < cut])
 
 
+@pytest.mark.slow
 def test_event_and_vectorised_modes_agree(tmp_path, assets, counting_predictor):
     out = {}
     for mode in ("vectorised", "event"):

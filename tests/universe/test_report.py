@@ -9,7 +9,12 @@ import pandas as pd
 import pytest
 
 from kronos_strategies.universe.calendar import align_universe
-from kronos_strategies.universe.report import cross_sectional_ic, forward_returns, ic_summary
+from kronos_strategies.universe.report import (
+    _quantile_returns,
+    cross_sectional_ic,
+    forward_returns,
+    ic_summary,
+)
 from kronos_strategies.universe.runner import run_universe_backtest
 
 from .conftest import universe_config
@@ -37,6 +42,10 @@ def test_ic_equals_pandas_on_a_hand_made_case():
         assert ric[t] == pytest.approx(signal.loc[t].corr(forward.loc[t], method="spearman"))
     # by hand: day 1 ranks (2,3,4,1) vs (2,3,4,1); day 3 (a missing) b,c,d ranks (3,1,2) vs (2,1,3): 1 - 6*2/24
     assert ric.iloc[0] == pytest.approx(1.0) and ric.iloc[2] == pytest.approx(0.5)
+    # quantile portfolios by hand, day 1: ranks d<a<b<c -> q1 = {d, a}, q2 = {b, c}
+    qret, _ = _quantile_returns(signal, forward, 2)
+    assert qret.iloc[0]["q1"] == pytest.approx((-0.01 + 0.01) / 2)
+    assert qret.iloc[0]["q2"] == pytest.approx((0.02 + 0.05) / 2)
     s = ic_summary(ic)
     assert s["mean"] == pytest.approx(ic.mean()) and s["std"] == pytest.approx(ic.std())
     assert s["t_stat"] == pytest.approx(ic.mean() / ic.std() * np.sqrt(4))
@@ -60,7 +69,9 @@ def test_forward_returns_use_each_assets_own_bars():
 def test_cache_hits_on_rerun_and_reports(tmp_path, assets, counting_predictor):
     cfg = universe_config(tmp_path, k=2, n_drop=1)
     cfg["output"].update(tearsheet=True, chart=True)
-    first = run_universe_backtest(cfg, predictor=counting_predictor, frames=assets, out_dir=tmp_path / "a")
+    cfg["output"]["tearsheet"] = False
+    first = run_universe_backtest(cfg, predictor=counting_predictor, frames=assets, write_reports=False)
+    cfg["output"]["tearsheet"] = True
     computed = counting_predictor.windows_computed
     assert computed == first.forecast_stats.windows > 0
     cfg["strategy"]["params"]["k"] = 3  # a strategy change: every forecast comes from the cache

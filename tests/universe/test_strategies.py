@@ -18,7 +18,7 @@ def _held(weights: pd.DataFrame) -> list[set[str]]:
     return [set(w.columns[row > 1e-6]) for row in w.to_numpy()]
 
 
-@pytest.mark.parametrize("n_drop", [0, 1])
+@pytest.mark.parametrize("n_drop", [pytest.param(0, marks=pytest.mark.slow), 1])
 def test_topk_dropout_bounds_turnover(tmp_path, assets, counting_predictor, n_drop):
     cfg = universe_config(tmp_path, k=3, n_drop=n_drop, cash_buffer=0.02)
     res = run_universe_backtest(cfg, predictor=counting_predictor, frames=assets, write_reports=False)
