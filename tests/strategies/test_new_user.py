@@ -400,3 +400,14 @@ def test_error_positions_are_the_timestamp_and_the_file_line(tmp_path, sp500_bar
     _one_line_error(code, err, *needles)
     if edit == "high_low":
         assert cells[0] in err  # the row's timestamp
+
+
+def test_zero_volume_bars_are_counted_with_the_first_date(sp500_bars):
+    from kronos_strategies.datacheck import data_warnings
+    from kronos_strategies.feeds import read_ohlcv
+
+    raw = sp500_bars.loc["2015-01-01":"2015-03-31", ["open", "high", "low", "close", "volume"]].copy()
+    raw.iloc[[7, 9, 30], raw.columns.get_loc("volume")] = 0.0
+    found = {w.kind: w for w in data_warnings(read_ohlcv(raw), label="idx")}
+    assert set(found) == {"zero_volume"}
+    assert found["zero_volume"].count == 3 and found["zero_volume"].first == str(raw.index[7])
