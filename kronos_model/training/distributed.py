@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -108,6 +110,25 @@ def barrier(ctx: DistContext) -> None:
         dist.barrier()
     except Exception as exc:  # noqa: BLE001 - see all_reduce_sum
         raise peer_lost(ctx, exc) from exc
+
+
+_COMM_WORDS = ("gloo", "nccl", "connection", "timed out", "timeout", "socket", "broken pipe", "peer")
+
+
+@contextmanager
+def collective_errors(ctx: DistContext) -> Iterator[None]:
+    """Turn a communication failure inside DDP's own all-reduce into :class:`DistributedTrainingError`."""
+    try:
+        yield
+    except DistributedTrainingError:
+        raise
+    except RuntimeError as exc:
+        backend_error = getattr(dist, "DistBackendError", ())
+        if ctx.enabled and (
+            isinstance(exc, backend_error) or any(w in str(exc).lower() for w in _COMM_WORDS)
+        ):
+            raise peer_lost(ctx, exc) from exc
+        raise
 
 
 def peer_lost(ctx: DistContext, exc: BaseException) -> DistributedTrainingError:

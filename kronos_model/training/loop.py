@@ -318,6 +318,35 @@ def _load_checkpoint(
     return _State(**fields_, best_state=tensors["best"])
 
 
+def _train_step(
+    sampler: GlobalBatchSampler,
+    micro: int,
+    ctx: dist_util.DistContext,
+    cfg: FinetuneConfig,
+    st: _State,
+    series: list[Series],
+    split: WindowSplit,
+    window: int,
+    wrapped: nn.Module,
+    loss_fn: Callable,
+    device: torch.device,
+) -> float:
+    """Forward/backward of this rank's micro-batches of the next global batch; the global mean loss."""
+    mine = shard(sampler.next(), micro, ctx)
+    step_loss = 0.0
+    for j, (g, idx) in enumerate(mine):
+        torch.manual_seed(_micro_seed(cfg.seed, st.step, g))
+        x, stamp = make_batch(series, split.train[idx], window, cfg)
+        sync = j == len(mine) - 1 or not ctx.enabled
+        with nullcontext() if sync else wrapped.no_sync(), _autocast(device, cfg.precision):
+            loss, _ = loss_fn(wrapped, x.to(device), stamp.to(device))
+            # mean over the global batch; DDP averages gradients over ranks, so scale back up
+            (loss * (len(idx) * ctx.world_size / cfg.batch_size)).backward()
+        step_loss += loss.item() * len(idx) / cfg.batch_size
+    (step_loss,) = dist_util.all_reduce_sum([step_loss], ctx)
+    return step_loss
+
+
 def _fit(
     kind: str,
     module: nn.Module,
@@ -376,18 +405,10 @@ def _fit(
         epoch_start = st.step - len(st.epoch_losses)
         for _ in range(min(per_epoch, total - epoch_start) - len(st.epoch_losses)):
             optimizer.zero_grad(set_to_none=True)
-            mine = shard(sampler.next(), micro, ctx)
-            step_loss = 0.0
-            for j, (g, idx) in enumerate(mine):
-                torch.manual_seed(_micro_seed(cfg.seed, st.step, g))
-                x, stamp = make_batch(series, split.train[idx], window, cfg)
-                sync = j == len(mine) - 1 or not ctx.enabled
-                with nullcontext() if sync else wrapped.no_sync(), _autocast(device, cfg.precision):
-                    loss, _ = loss_fn(wrapped, x.to(device), stamp.to(device))
-                    # mean over the global batch; DDP averages gradients over ranks, so scale back up
-                    (loss * (len(idx) * ctx.world_size / cfg.batch_size)).backward()
-                step_loss += loss.item() * len(idx) / cfg.batch_size
-            (step_loss,) = dist_util.all_reduce_sum([step_loss], ctx)
+            with dist_util.collective_errors(ctx):
+                step_loss = _train_step(
+                    sampler, micro, ctx, cfg, st, series, split, window, wrapped, loss_fn, device
+                )
             if not math.isfinite(step_loss):
                 raise KronosError(f"{kind} training diverged: loss {step_loss} at step {st.step}; lower lr")
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
