@@ -5,6 +5,7 @@ Checkpoint-compatible with the released NeoQuasar/Kronos-* weights; never import
 
 from __future__ import annotations
 
+from . import _threads  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
 from .config import KronosConfig, KronosTokenizerConfig
 from .errors import (
     CheckpointError,
