@@ -33,6 +33,36 @@ def make_cid(session_id: str, bar_ts: int, index: int) -> str:
     return f"kbt-{session_id}-{bar_ts // 1000:x}-{index}"
 
 
+LOST_REASON = "never reached the exchange (looked up at restart); re-sent when its bar is processed again"
+
+
+def look_up_at_restart(client: Any, journal: Journal, row: Any) -> dict[str, Any] | None:
+    """The exchange order of an unfinished intent; one sent shortly before the kill may still arrive, so
+    an empty answer counts only once its recvWindow has passed."""
+    found = client.find_order(row["cid"])
+    deadline = client.arrival_deadline(float(row["sent"] or row["created"]))
+    if found is None and time.time() < deadline:
+        journal.event("wait", f"{row['cid']}: waiting {deadline - time.time():.1f}s (recvWindow) "
+                              "before deciding it never arrived")  # fmt: skip
+        time.sleep(max(0.0, deadline - time.time()))
+        found = client.find_order(row["cid"])
+    return found
+
+
+def replay_from(client: Any, journal: Journal) -> int | None:
+    """Before a restarted exchange session starts: settle unfinished intents, and return the open time of the
+    earliest bar whose intent never reached the exchange (that bar and the ones after it are processed again,
+    so the intent is re-sent with the same decision), or None."""
+    for row in journal.intents(OPEN_STATES):
+        found = look_up_at_restart(client, journal, row)
+        if found is None:
+            journal.set_intent(row["cid"], "lost", LOST_REASON)
+        elif journal.record_order(row["cid"], found):
+            log.error("DUPLICATE: intent %s was executed twice on the exchange", row["cid"])
+    lost = [int(r["bar_ts"]) for r in journal.intents(("lost",))]
+    return min(lost) if lost else None
+
+
 class _CidMixin:
     """Hands out client order ids per bar."""
 
@@ -164,10 +194,9 @@ class CcxtBroker(_CidMixin, bt.BrokerBase):
         self._base, self._quote = client.market["base"], client.market["quote"]
         self._last_trade = journal.max_trade_id()
         for row in journal.intents(OPEN_STATES):
-            found = self._look_up_at_restart(row)
+            found = look_up_at_restart(client, journal, row)
             if found is None:
-                journal.set_intent(row["cid"], "lost", "never reached the exchange (looked up at restart); "
-                                                       "re-sent if its bar is processed again")  # fmt: skip
+                journal.set_intent(row["cid"], "lost", LOST_REASON)
                 continue
             self._record_order(row["cid"], found)
             tracked = _Tracked(
@@ -180,19 +209,6 @@ class CcxtBroker(_CidMixin, bt.BrokerBase):
         self.startingcash = self.cash
         journal.event("sync", f"cash {self.cash:.8g} {self._quote}, position {self.positions[self.p.data].size:.8g} "
                               f"{self._base}, {len(self._tracked)} open order(s) adopted")  # fmt: skip
-
-    def _look_up_at_restart(self, row: Any) -> dict[str, Any] | None:
-        """The exchange order of an unfinished intent; one sent shortly before the kill may still arrive, so
-        an empty answer counts only once its recvWindow has passed."""
-        client = self.p.client
-        found = client.find_order(row["cid"])
-        deadline = client.arrival_deadline(float(row["sent"] or row["created"]))
-        if found is None and time.time() < deadline:
-            self.p.journal.event("wait", f"{row['cid']}: waiting {deadline - time.time():.1f}s (recvWindow) "
-                                         "before deciding it never arrived")  # fmt: skip
-            time.sleep(max(0.0, deadline - time.time()))
-            found = client.find_order(row["cid"])
-        return found
 
     def _record_order(self, cid: str, order: dict[str, Any]) -> None:
         """Journal the exchange's view of an order; a second exchange order for one intent is an alarm."""

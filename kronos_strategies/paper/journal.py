@@ -236,16 +236,22 @@ class Journal:
             self.db.execute("INSERT OR REPLACE INTO positions VALUES (?, ?, ?)", (last, size, price))
             self.db.execute("INSERT OR REPLACE INTO equity VALUES (?, ?, ?)", (last, cash, value))
 
-    def strategy_state(self) -> dict[str, Any] | None:
-        """The strategy's own state (side, targets) after the last processed bar, when it journals one."""
+    def strategy_state(self, at: int | None = None) -> dict[str, Any] | None:
+        """The strategy's own state (side, targets) after the last processed bar (or the bar opening at ``at``),
+        when it journals one."""
         row = self.db.execute(
-            "SELECT state FROM strategy_state WHERE bar_ts=(SELECT MAX(bar_ts) FROM bars)"
+            "SELECT state FROM strategy_state WHERE bar_ts=COALESCE(?, (SELECT MAX(bar_ts) FROM bars))", (at,)
         ).fetchone()
         return None if row is None else dict(json.loads(row[0]))
 
     def last_bar(self) -> int | None:
         """Open time (ms) of the last processed bar, or None for a new session."""
         row = self.db.execute("SELECT MAX(bar_ts) FROM bars").fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def first_intent_bar(self) -> int | None:
+        """Open time (ms) of the earliest bar an intent was issued on, or None."""
+        row = self.db.execute("SELECT MIN(bar_ts) FROM intents").fetchone()
         return None if row[0] is None else int(row[0])
 
     def last_state(self) -> tuple[float, float, float] | None:

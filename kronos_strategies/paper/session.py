@@ -23,7 +23,7 @@ import backtrader as bt
 from kronos_strategies.errors import ConfigError
 from kronos_strategies.strategy import FractionalCommission, configure_broker
 
-from .broker import CcxtBroker, PaperBroker
+from .broker import CcxtBroker, PaperBroker, replay_from
 from .config import PaperConfig
 from .exchange import ExchangeClient, make_exchange
 from .journal import Journal
@@ -87,7 +87,7 @@ class _Hooks:
         """Restore the strategy's state once after a restart; refuse orders on a stale bar."""
         if not self._restored:
             self._restored = True
-            restore_state(strategy, self.journal)
+            restore_state(strategy, self.journal, self.resume_after)
         age = None if self.feed.last_now is None else self.feed.last_now - (ts + self.step)
         stale = self.stale_ms is not None and age is not None and age > self.stale_ms
         reason = None
@@ -128,11 +128,11 @@ class _Hooks:
             strategy.env.runstop()
 
 
-def restore_state(strategy: bt.Strategy, journal: Journal) -> None:
+def restore_state(strategy: bt.Strategy, journal: Journal, bar_before: int | None = None) -> None:
     """Give a resumed strategy the state it journaled (or, for an older journal, the side of the position)."""
     if not hasattr(strategy, "restore_session_state"):
         return
-    state = journal.strategy_state()
+    state = journal.strategy_state(at=bar_before)
     if state is None:
         size, value = strategy.position.size, strategy.broker.getvalue()
         if not size:
@@ -218,6 +218,14 @@ class PaperSession:
         try:
             last = journal.last_bar()
             step = timeframe_ms(client.exchange, c.timeframe)
+            first_intent = journal.first_intent_bar()
+            if last is None and first_intent is not None:  # killed inside its first bar: process it again
+                last = first_intent - step
+            lost_bar = replay_from(client, journal) if c.mode != "paper" else None
+            if last is not None and lost_bar is not None and lost_bar <= last:
+                journal.event("replay", f"bars from {ms_to_datetime(lost_bar)} are processed again: an intent "
+                                        "issued there never reached the exchange")  # fmt: skip
+                last = lost_bar - step
             warmup = 500 if c.warmup is None else c.warmup
             if self.refitter is not None:
                 warmup = max(warmup, self.refitter.history_bars())
