@@ -126,7 +126,8 @@ def emulator_handler(args: argparse.Namespace) -> int:
         candles, step, clock, rules, {quote: args.cash, base: 0.0}, liquidity=args.liquidity
     )
     faults = FaultPlan(seed=args.seed, latency=args.latency, timeout=args.timeouts, error=args.errors,
-                       rate_limit=args.rate_limits, drop=args.drops, disconnect=args.disconnects)  # fmt: skip
+                       rate_limit=args.rate_limits, drop=args.drops, disconnect=args.disconnects, late=args.late,
+                       late_delay=args.late_delay)  # fmt: skip
     emu = ExchangeEmulator(engine, api_key=key, secret=secret, faults=faults, host="127.0.0.1", port=args.port,
                            interval=args.timeframe)  # fmt: skip
     emu.start()
@@ -174,8 +175,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     emu.add_argument("--secret-env", default="KRONOS_BT_API_SECRET", help="env var holding the secret")
     for flag, text in (("latency", "max added seconds per request"), ("timeouts", "answer late (prob.)"),
                        ("errors", "5xx (prob.)"), ("rate-limits", "429 + Retry-After (prob.)"),
-                       ("drops", "order booked, answer lost (prob.)"), ("disconnects", "hang up (prob.)")):  # fmt: skip
+                       ("drops", "order booked, answer lost (prob.)"), ("disconnects", "hang up (prob.)"),
+                       ("late", "executed after the client timed out, within recvWindow (prob.)")):  # fmt: skip
         emu.add_argument(f"--{flag}", type=float, default=0.0, help=text)
+    emu.add_argument(
+        "--late-delay", type=float, default=1.0, help="seconds a --late request waits before it runs"
+    )
     emu.add_argument("--seed", type=int, default=0, help="fault RNG seed")
     emu.add_argument("--exit-after", type=float, help=argparse.SUPPRESS)
     emu.set_defaults(func=emulator_handler)
