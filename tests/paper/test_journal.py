@@ -38,3 +38,39 @@ def test_client_order_ids_are_deterministic_and_binance_safe():
     cid = make_cid("0a1b2c3d", 1_704_067_200_000, 3)
     assert cid == make_cid("0a1b2c3d", 1_704_067_200_000, 3) != make_cid("0a1b2c3d", 1_704_067_200_000, 4)
     assert re.fullmatch(r"[A-Za-z0-9_-]{1,36}", cid)
+
+
+def test_every_exchange_order_of_an_intent_is_kept_also_in_an_old_journal(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:  # the schema before issue 11: one row per client order id
+        db.execute(
+            "CREATE TABLE orders (cid TEXT PRIMARY KEY, order_id TEXT, status TEXT, amount REAL, filled REAL,"
+            " average REAL, price REAL, updated REAL NOT NULL)"
+        )
+        db.execute("INSERT INTO orders VALUES ('c1', '11', 'closed', 1.0, 1.0, 100.0, NULL, 0)")
+        db.execute(
+            "CREATE TABLE intents (cid TEXT PRIMARY KEY, bar_ts INTEGER NOT NULL, side TEXT NOT NULL, type TEXT"
+            " NOT NULL, amount REAL NOT NULL, price REAL, status TEXT NOT NULL, reason TEXT, created REAL NOT NULL)"
+        )
+    journal = Journal(path)
+    assert journal.record_order("c1", {"id": 11, "status": "closed", "filled": 1.0}) is False  # same order
+    assert journal.record_order("c1", {"id": 12, "status": "closed", "filled": 1.0}) is True  # executed twice
+    assert [r["order_id"] for r in journal.orders()] == ["11", "12"]
+    assert journal.duplicates() == ["c1"] and "executed twice" in journal.events("duplicate")[0]["message"]
+    journal.record_intent("c2", 60_000, "buy", "market", 1.0, None)
+    journal.mark_sent("c2", 123.0)
+    assert journal.intent("c2")["sent"] == 123.0
+    journal.close()
+
+
+def test_the_strategy_state_is_read_at_the_resume_bar(tmp_path):
+    journal = Journal(tmp_path / "s.sqlite")
+    for ts, side in ((60_000, 1), (120_000, 0)):
+        journal.record_bar(
+            ts, (1, 1, 1, 1, 1), cash=1.0, value=1.0, size=0.0, price=0.0, state={"side": side}
+        )
+    assert journal.strategy_state() == {"side": 0}
+    assert journal.strategy_state(at=60_000) == {"side": 1}
+    journal.close()
