@@ -5,14 +5,12 @@ The real ccxt client talks to the emulator on 127.0.0.1; the journal's position 
 
 from __future__ import annotations
 
-import threading
 import time
 
 import backtrader as bt
 import pytest
 
 from kronos_strategies.cli import main
-from kronos_strategies.paper.emulator import FaultPlan
 from kronos_strategies.paper.journal import Journal
 from kronos_strategies.paper.session import PaperSession
 
@@ -81,17 +79,24 @@ def test_a_duplicate_execution_is_journaled_flagged_and_booked(emulator, tmp_pat
 def test_an_order_executed_after_the_timeout_is_placed_once_in_a_session(emulator, tmp_path):
     emu = emulator(bar_seconds=0.1)
     journal = tmp_path / "late.sqlite"
+    original, armed, late = emu.handle, [False], []
 
-    def late_post(strategy: bt.Strategy, n: int) -> None:  # this bar's POST reaches the exchange after 0.45 s
+    def handle(method: str, path: str, body: str, headers: dict) -> tuple:
+        if armed[0] and method == "POST" and path.endswith("/order"):  # stuck in the gateway for 0.45 s
+            armed[0] = False
+            late.append(path)
+            time.sleep(0.45)  # past the client's 0.3 s timeout, within its 0.5 s recvWindow
+        return original(method, path, body, headers)
+
+    emu.handle = handle
+
+    def arm(strategy: bt.Strategy, n: int) -> None:
         if n == 2:
-            emu.set_faults(FaultPlan(late=1.0, late_delay=0.45))
-            threading.Timer(0.35, emu.set_faults, [FaultPlan()]).start()
+            armed[0] = True
 
-    PaperSession(
-        fast_config(emu.url, journal, warmup=5, max_bars=14), Script, {"hook": late_post}, env=ENV
-    ).run()
+    PaperSession(fast_config(emu.url, journal, warmup=5, max_bars=14), Script, {"hook": arm}, env=ENV).run()
     size, orders, dups, _ = _journal_position(journal)
-    assert emu.fault_counts.get("late", 0) >= 1
+    assert late, "the order POST was never delayed"
     assert len(emu.engine.orders) == 1, "a timed-out order was sent again and executed twice"
     assert len(orders) == 1 and not dups
     assert size == pytest.approx(emu.engine.free["BTC"]) == pytest.approx(0.2)
