@@ -23,6 +23,7 @@ from .baselines import BASELINES, run_baseline
 from .data import check_time_order, frame_timestamps, prepare_ohlcv
 from .errors import DataError, InsufficientHistoryError, LookaheadError, SamplingError
 from .metrics import METRIC_NAMES, score_paths
+from .plotting import new_figure, save_figure
 
 __all__ = ["EvaluationResult", "evaluate", "origin_positions"]
 
@@ -196,11 +197,6 @@ class EvaluationResult:
 
     def plot_fan(self, path: str | Path, *, origin: int = -1, method: str | None = None) -> Path:
         """Fan chart (10-90 % and 25-75 % bands, median) of one origin on the price, with the realised path."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         method = method or next((m for m in (KRONOS, "garch") if m in self.paths), self.methods[0])
         pos = int(self.positions[origin])
         past = self.close.iloc[max(0, pos - max(3 * self.horizon, 30)) : pos]
@@ -209,7 +205,7 @@ class EvaluationResult:
         start = self.last_close[origin]
         q = np.quantile(self.paths[method][origin], [0.1, 0.25, 0.5, 0.75, 0.9], axis=0)
         q = np.concatenate([np.full((5, 1), start), q], axis=1)
-        fig, ax = plt.subplots(figsize=(9, 4.5))
+        fig, ax = new_figure(figsize=(9, 4.5))
         ax.plot(past.index, past.to_numpy(), color="black", lw=1.2, label="history")
         ax.plot(future, np.r_[start, self.realised[origin]], color="black", lw=1.2, ls="--", label="realised")
         ax.fill_between(future, q[0], q[4], alpha=0.2, color="C0", label="10-90 %")
@@ -219,18 +215,13 @@ class EvaluationResult:
         ax.set_ylabel("close")
         ax.legend(loc="best", fontsize=8)
         fig.autofmt_xdate()
-        return _save(fig, path)
+        return save_figure(fig, path, dpi=110)
 
     def plot_metrics(self, path: str | Path, metrics: Sequence[str] = PLOT_METRICS) -> Path:
         """One panel per metric, one line per method, against the horizon."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         cols = min(3, len(metrics))
         rows = math.ceil(len(metrics) / cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+        fig, axes = new_figure(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
         for ax, name in zip(axes.flat, metrics):
             table = self.metric(name)
             for m in self.methods:
@@ -243,7 +234,7 @@ class EvaluationResult:
             ax.axis("off")
         axes.flat[0].legend(fontsize=7)
         fig.suptitle(f"{self.name}: skill vs horizon ({len(self.origins)} origins)")
-        return _save(fig, path)
+        return save_figure(fig, path, dpi=110)
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
         """Write ``report.md``, ``report.json``, ``fan.png`` and ``metrics.png`` into ``out_dir``."""
@@ -306,17 +297,6 @@ def _markdown_table(table: pd.DataFrame, level: float) -> str:
             cells.append(f"**{text}**" if col in best and v == best[col] else text)
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def _save(fig: Any, path: str | Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def _kronos_paths(

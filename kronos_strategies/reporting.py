@@ -1,7 +1,8 @@
 """Backtest reports: quantstats tear-sheet, metrics JSON, price chart PNG and a reproducibility manifest.
 
 Everything is written from data already in memory: the benchmark is a returns Series of the same
-asset (never a ticker string, which would make quantstats download it), charts use matplotlib's Agg.
+asset (never a ticker string, which would make quantstats download it), charts use matplotlib's object API
+(``kronos_model.plotting``: no global backend is selected).
 """
 
 from __future__ import annotations
@@ -17,20 +18,17 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
+from kronos_model.forecast import Forecast
+from kronos_model.plotting import new_figure, save_figure
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from kronos_model.forecast import Forecast  # noqa: E402
-
-from .errors import ConfigError  # noqa: E402
+from .errors import ConfigError
 
 __all__ = [
     "bar_calendar",
+    "new_figure",
     "package_versions",
     "performance_metrics",
     "periods_per_year",
@@ -171,6 +169,7 @@ def write_tearsheet(
     Both are per-bar simple returns on the same DatetimeIndex. ``benchmark`` must be data (e.g.
     buy-and-hold of the same asset): a ticker string is refused because quantstats would download it.
     """
+    import matplotlib.pyplot as plt  # quantstats draws with pyplot; only its own figures are closed below
     import quantstats as qs
 
     if not isinstance(benchmark, pd.Series):
@@ -188,6 +187,7 @@ def write_tearsheet(
     # its first move and never recovers starts "in" a drawdown that drawdown_details cannot see (Max
     # Drawdown "-"), and the period would differ from metrics.json's. x_compat: pandas >= 3 draws bars over
     # a DatetimeIndex at period positions, and quantstats' EOY chart labels ticks by position (one off).
+    figures_before = set(plt.get_fignums())
     with _quiet(), pd.plotting.plot_params.use("x_compat", True):
         if strat.std() > 0:
             qs.reports.html(strat, benchmark=bench, output=str(output), title=title, periods_per_year=ppy,
@@ -196,7 +196,8 @@ def write_tearsheet(
             log.warning("strategy returns are constant (it never traded): tear-sheet without the benchmark")
             qs.reports.html(strat, output=str(output), title=title, periods_per_year=ppy, match_dates=False,
                             parameters={"Note": "the strategy never traded; no benchmark comparison"})  # fmt: skip
-    plt.close("all")
+    for number in set(plt.get_fignums()) - figures_before:
+        plt.close(number)
     return output
 
 
@@ -220,7 +221,7 @@ def plot_backtest(
     title: str = "",
 ) -> Path:
     """Close price with the forecast band (drawn at the bar it forecasts) and buy/sell markers; PNG."""
-    fig, ax = plt.subplots(figsize=(12, 5), dpi=110)
+    fig, ax = new_figure(figsize=(12, 5), dpi=110)
     ax.plot(close.index, close.to_numpy(), color="black", lw=0.9, label="close")
     # The band made at bar t describes bar t + horizon: shift it forward so it lines up with that bar.
     lo, hi = lower.shift(horizon), upper.shift(horizon)
@@ -241,7 +242,7 @@ def plot_fan(
     history: pd.Series, forecast: Forecast, *, output: str | Path, quantiles: Sequence[float] = (0.1, 0.9)
 ) -> Path:
     """Fan chart: the last history closes, the sample-path quantile band and the mean path; PNG."""
-    fig, ax = plt.subplots(figsize=(10, 4.5), dpi=110)
+    fig, ax = new_figure(figsize=(10, 4.5), dpi=110)
     ax.plot(history.index, history.to_numpy(), color="black", lw=1.0, label="history")
     steps = forecast.timestamps
     band = forecast.quantile(list(quantiles), "close")
@@ -261,16 +262,6 @@ def _finish_time_chart(fig: Any, ax: Any, title: str, output: str | Path) -> Pat
     ax.grid(alpha=0.3)
     fig.autofmt_xdate()
     return save_figure(fig, output)
-
-
-def save_figure(fig: Any, output: str | Path, dpi: int | None = None) -> Path:
-    """Lay out, write (creating the folder) and close a matplotlib figure; the one place reports save PNGs."""
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(output, dpi=dpi)
-    plt.close(fig)
-    return output
 
 
 def package_versions() -> dict[str, str | None]:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from kronos_model.metrics import crps_samples, hit_rate, mae
 
-from .reporting import save_figure, write_json
+from .reporting import new_figure, save_figure, write_json
 
 __all__ = ["fold_table", "skill", "write_walkforward_report"]
 
@@ -149,14 +149,9 @@ def _markdown(result: Any, table: pd.DataFrame, pooled: dict[str, Any], verdict:
 
 def _plot(table: pd.DataFrame, output: Path) -> Path:
     """CRPS and hit rate per fold, fine-tuned vs frozen base."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     x = np.arange(len(table))
     labels = [_fmt(t) for t in table["trade_from"]]
-    fig, axes = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    fig, axes = new_figure(2, 1, figsize=(9, 6), sharex=True)
     for ax, metric, title in ((axes[0], "crps", "CRPS (lower is better)"), (axes[1], "hit_rate", "Hit rate")):
         ax.plot(x, table[f"{metric}_finetuned"], marker="o", label="fine-tuned (walk-forward)")
         if f"{metric}_base" in table:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 from typing import Any
 
 import pandas as pd
@@ -38,14 +40,23 @@ def _load_predictor(args: argparse.Namespace) -> Any:
     return KronosPredictor.from_pretrained(args.model, device=args.device, max_context=args.max_context)
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """A log handler writing to whatever ``sys.stderr`` is when a line is emitted (wrappers replace it)."""
+
+    @property
+    def stream(self):  # noqa: ANN201 - logging's own attribute
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:  # noqa: ANN001
+        pass
+
+
 def _progress_to_stderr(logger_name: str) -> None:
     """Show a module's INFO progress lines on stderr (once per process)."""
-    import logging
-    import sys
-
     log = logging.getLogger(logger_name)
     if not any(getattr(h, "_kronos_progress", False) for h in log.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _CurrentStderr()
         handler.setFormatter(logging.Formatter("evaluate: %(message)s"))
         handler._kronos_progress = True  # type: ignore[attr-defined]
         log.addHandler(handler)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import reporting  # importing it also selects matplotlib's Agg backend
+from .. import reporting
 
 __all__ = ["build_table", "importance", "plot_objective", "summary_text", "write_outputs"]
 
@@ -63,10 +63,8 @@ def plot_objective(
     table: pd.DataFrame, keys: Sequence[str], objective: str, output: Path, title: str
 ) -> Path:
     """Heatmap of the mean objective over the two most influential keys (a line for one, bars for none)."""
-    import matplotlib.pyplot as plt
-
     ranked = [key for key, _ in importance(table, keys, objective)]
-    fig, ax = plt.subplots(figsize=(7.5, 5.5))
+    fig, ax = reporting.new_figure(figsize=(7.5, 5.5))
     if len(ranked) >= 2:
         grid = table.pivot_table(index=ranked[0], columns=ranked[1], values=objective, aggfunc="mean")
         image = ax.imshow(grid.to_numpy(dtype=float), cmap="RdYlGn", aspect="auto", origin="lower")

@@ -66,3 +66,14 @@ def test_public_surface_resolves_every_name():
 def test_signal_only_touches_ccxt_when_asked():
     loaded = _imported_after("from kronos_strategies import KronosSignal, run_backtest")
     assert "ccxt" not in loaded and "dask" not in loaded
+
+
+def test_importing_reports_never_changes_the_users_matplotlib_backend():
+    code = (
+        "import matplotlib\nmatplotlib.use('svg')\n"
+        "import kronos_strategies.reporting, kronos_strategies.walkforward_report, kronos_model.evaluation\n"
+        "import kronos_strategies.sweep.report\n"
+        "print(matplotlib.get_backend())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "svg"
