@@ -170,13 +170,18 @@ def write_universe_reports(result: UniverseResult, out: Path) -> dict[str, Path]
     out.mkdir(parents=True, exist_ok=True)
     names = result.universe.names
     title = cfg.output.title or f"{cfg.name}: {cfg.strategy.name} on {len(names)} assets"
-    sm = {k: v for k, v in result.signal_metrics.items() if k not in ("series", "data_fingerprints")}
+    sm = {
+        k: v
+        for k, v in result.signal_metrics.items()
+        if k not in ("series", "data_fingerprints", "benchmark_assets")
+    }
     s = result.forecast_stats
     files: dict[str, Path] = {}
     files["metrics"] = reporting.write_json(
         {
             "strategy": result.metrics,
             "benchmark": result.benchmark_metrics,
+            "benchmark_assets": result.signal_metrics.get("benchmark_assets", {}),  # buy-and-hold of a named asset
             "signal": sm,
             "forecasts": {"windows": s.windows, "computed": s.computed, "cache_hits": s.cache_hits,
                           "model_seconds": round(s.seconds, 3)},

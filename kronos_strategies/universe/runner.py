@@ -208,6 +208,9 @@ def _collect(
                 f"universe.benchmark_asset {uni.benchmark_asset!r} is not an asset; assets are {universe.names}"
             )
         hold = universe.close[uni.benchmark_asset].ffill().pct_change().fillna(0.0)[live]
+        hold.iloc[0] = (
+            0.0  # like the strategy and the equal weight: growth counted from the first trading bar
+        )
         extra[uni.benchmark_asset] = reporting.performance_metrics(hold, periods=periods)
     signal_metrics = signal_report(fc.table, universe, horizon=cfg.indicator.horizon, quantiles=uni.quantiles)
     signal_metrics["benchmark_assets"] = extra

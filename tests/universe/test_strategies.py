@@ -34,7 +34,11 @@ def test_topk_dropout_bounds_turnover(tmp_path, assets, counting_predictor, n_dr
 
 def test_weights_sum_and_cash(tmp_path, assets, counting_predictor):
     cfg = universe_config(tmp_path, k=2, cash_buffer=0.1, rebalance=3)
+    cfg["universe"]["benchmark_asset"] = "C"
     res = run_universe_backtest(cfg, predictor=counting_predictor, frames=assets, write_reports=False)
+    c = assets["C"]["close"].loc[res.returns.index]
+    hold = res.signal_metrics["benchmark_assets"]["C"]["total_return"]
+    assert hold == pytest.approx(c.iloc[-1] / c.iloc[0] - 1)
     w = res.weights
     assert np.allclose(w.sum(axis=1), 1.0)
     assets_w = w.drop(columns="cash")
