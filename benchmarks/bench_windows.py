@@ -225,10 +225,12 @@ def kv_rows(predictor: Any, df: pd.DataFrame) -> list[dict]:
 
 def _thread_child(threads: int, args: argparse.Namespace) -> float:
     """Seconds for one forecast_series batch with ``threads`` torch threads (run in a child process)."""
+    # isort: off
+    from kronos_model import KronosPredictor  # before torch: it sets the OpenMP wait policy
+    from kronos_model.series import PreparedSeries
     import torch
 
-    from kronos_model import KronosPredictor
-    from kronos_model.series import PreparedSeries
+    # isort: on
 
     torch.set_num_threads(threads)
     _, df = load_bars(args.data)
@@ -287,15 +289,18 @@ def main(argv: list[str] | None = None) -> int:
         print(_thread_child(args.thread_child, args))
         return 0
 
+    # isort: off
+    from kronos_model import KronosPredictor  # before torch: it sets the OpenMP wait policy
     import torch
 
-    from kronos_model import KronosPredictor
+    # isort: on
 
     label, df = load_bars(args.data)
     predictor = KronosPredictor.from_pretrained(None, device="cpu")
     clock = ModelClock()
     load = os.getloadavg()[0]
-    print(f"# {label}, bundled model, torch threads {torch.get_num_threads()}, load average {load:.2f} "
+    print(f"# {label}, bundled model, torch threads {torch.get_num_threads()}, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')!r}, load average {load:.2f} "
           f"on {os.cpu_count()} cores (shared machine)")  # fmt: skip
     batch = batch_rows(predictor, clock, df, args)
     print(
