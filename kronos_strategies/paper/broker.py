@@ -294,7 +294,9 @@ class CcxtBroker(_CidMixin, bt.BrokerBase):
         known = journal.intent(cid)
         if known is not None and known["status"] not in ("lost",):
             return self._adopt(order, known)
-        if self.refuse:
+        if self.refuse:  # a lost intent replayed on a stale bar is given up, not left to be replayed again
+            if known is not None:
+                journal.set_intent(cid, "rejected", f"not re-sent: {self.refuse}")
             return self._reject(order, self.refuse)
         try:
             if otype == "unsupported":

@@ -78,7 +78,8 @@ class _Hooks:
         self.journal, self.feed, self.resume_after, self.refitter = journal, feed, resume_after, refitter
         self.max_bars, self.until = config.max_bars, config.until_ms()
         self.step = step
-        self.stale_ms = None if config.stale_after_bars is None else config.stale_after_bars * step
+        self.stale_after = config.stale_after_bars
+        self.stale_ms = None if self.stale_after is None else self.stale_after * step
         self.bars = 0
         self.stale_bars = 0
         self._restored = resume_after is None
@@ -93,15 +94,11 @@ class _Hooks:
         reason = None
         if stale:
             reason = (f"bar {ms_to_datetime(ts)} arrived {age / 1000:.0f}s after its close "
-                      f"(more than paper.stale_after_bars={self.journal_stale_label()}): no orders on it")  # fmt: skip
+                      f"(more than paper.stale_after_bars={self.stale_after:g}): no orders on it")  # fmt: skip
             self.stale_bars += 1
             self.journal.event("stale", reason)
             log.warning("%s", reason)
         strategy.broker.refuse = reason
-
-    def journal_stale_label(self) -> str:
-        """The configured staleness limit, for messages."""
-        return f"{(self.stale_ms or 0) / self.step:g}"
 
     def skip(self, ts: int) -> bool:
         """True for warm-up bars: history before the session started, or bars an earlier run processed."""
