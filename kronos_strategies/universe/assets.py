@@ -86,6 +86,6 @@ def _named(name: str, load: object) -> pd.DataFrame:
         return load()  # type: ignore[operator]
     except KronosError as exc:
         message = str(exc)
-        if name in message:
+        if message.startswith("universe asset"):
             raise
         raise type(exc)(f"universe asset {name!r}: {message}") from None
