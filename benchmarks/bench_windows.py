@@ -2,7 +2,7 @@
 
 Runs the bundled model on real bars in one process and prints, for the same windows and seeds:
   * a batch of windows (default 200 x 4 samples, lookback 64, pred_len 4): wall, seconds in the model,
-    bookkeeping (everything but the model) for the pre-issue per-window pandas preparation, the DataFrame
+    bookkeeping (everything but the model) for the old per-window frame preparation loop, the DataFrame
     path of ``forecast_batch`` and the prepared-series path ``forecast_series``;
   * single-window calls (event mode / paper trading): bookkeeping per call of ``forecast`` on a DataFrame
     and of the indicator's event path (prepare the lookback bars, ``forecast_series``);
@@ -122,7 +122,7 @@ def batch_rows(predictor: Any, clock: ModelClock, df: pd.DataFrame, args: argpar
     wall_s, model_s, out_s = clock.measure(series_path, args.repeats)
     same = all(np.array_equal(a.samples, b.samples) for a, b in zip(out_df, out_s, strict=True))
     rows = [
-        dict(path="pre-issue per-window pandas (preparation only)", wall=legacy_s, model=0.0),
+        dict(path="per-window frame preparation only (old loop)", wall=legacy_s, model=0.0),
         dict(path="forecast_batch(DataFrames)", wall=wall_df, model=model_df),
         dict(path="forecast_series(prepared series)", wall=wall_s, model=model_s, identical=same),
     ]
