@@ -21,14 +21,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kronos_model.errors import CheckpointError  # noqa: E402
+# isort: off
+from kronos_model.errors import CheckpointError  # noqa: E402  (first: sets OpenMP's wait policy)
 from kronos_strategies.config import load_config  # noqa: E402
 from kronos_strategies.runner import run_backtest  # noqa: E402
+import torch  # noqa: E402  (after kronos_model, so the passive OpenMP wait policy applies)
+
+# isort: on
 
 
 def _predictor(kind: str, device: str):
