@@ -190,9 +190,11 @@ def run_job(
     job: Job, device_name: str, dtype_name: str, threads: int | None, data: str | None
 ) -> dict[str, Any]:
     """Build the random-weight pair, warm up once, time ``repeats`` forecast_batch calls."""
+    # isort: off
+    from kronos_model import Kronos, KronosPredictor, KronosTokenizer  # first: sets OpenMP's wait policy
     import torch
 
-    from kronos_model import Kronos, KronosPredictor, KronosTokenizer
+    # isort: on
 
     if threads:
         torch.set_num_threads(threads)
