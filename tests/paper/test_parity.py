@@ -15,12 +15,19 @@ import pytest
 
 from kronos_strategies.paper.livefeed import download_history
 from kronos_strategies.paper.session import PaperSession
-from kronos_strategies.strategy import STRATEGIES, FractionalCommission, configure_broker, load_object
+from kronos_strategies.strategy import (
+    STRATEGIES,
+    FractionalCommission,
+    KronosStrategy,
+    configure_broker,
+    load_object,
+)
 
 from .helpers import ENV, TF_MS, PriceSignal, exchange_client, fast_config, recording
 
 WARMUP = 20
-# Per strategy: params that make it trade often on 1-minute random-walk candles (exposure well below 1).
+# Per strategy: params that make it trade often on 1-minute random-walk candles (exposure well below 1);
+# a new single-feed strategy runs with its defaults and must trade at least 3 times to be compared.
 PARAMS = {
     "threshold": {"stake": 0.5},
     "vol_target": {"target_vol": 1.5, "periods_per_year": 525_600.0},
@@ -31,7 +38,11 @@ FAST = {"threshold"}  # one fast representative; the rest run in the slow tier
 def _cases() -> list:
     out = []
     for name in sorted(STRATEGIES):
-        marks = () if name in FAST else (pytest.mark.slow,)
+        marks = [] if name in FAST else [pytest.mark.slow]
+        if not issubclass(load_object(name), KronosStrategy):  # a universe strategy trades several feeds
+            marks.append(
+                pytest.mark.skip(reason="paper trading of a universe (several symbols) is not implemented")
+            )
         out.append(pytest.param(name, marks=marks, id=name))
     return out
 
@@ -64,7 +75,7 @@ def _same_orders(live: list, backtest: list) -> None:
 @pytest.mark.parametrize("name", _cases())
 def test_shipped_strategy_sends_the_backtest_orders_through_every_broker(name, emulator, tmp_path):
     strategy = recording(load_object(name))
-    params = {"indicator": PriceSignal, **PARAMS[name]}
+    params = {"indicator": PriceSignal, **PARAMS.get(name, {})}
     for mode in ("paper", "sandbox"):
         emu = emulator(start_index=100, bar_seconds=0.2)
         journal = tmp_path / f"{mode}.sqlite"
