@@ -8,6 +8,7 @@ process group starts, so a bad job fails with one line on every rank instead of 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import glob
 import os
 import shutil
@@ -160,7 +161,15 @@ def _ccxt_frame(entry: Any, until: str | None) -> pd.DataFrame:
     client = ExchangeClient(exchange, str(entry.symbol))
     end = None if until is None else _epoch_ms(str(until))
     cache = _cache_dir(entry.cache_dir, entry.url)
-    return download_history(client, entry.timeframe, _epoch_ms(str(entry.since)), end, cache_dir=cache)
+    start = _epoch_ms(str(entry.since))
+    if cache is None:
+        return download_history(client, entry.timeframe, start, end, cache_dir=None)
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(
+        cache / ".finetune.lock", "w"
+    ) as lock:  # torchrun ranks on one machine: one downloads, the rest read
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return download_history(client, entry.timeframe, start, end, cache_dir=cache)
 
 
 def load_frames(job: FinetuneJob) -> dict[str, pd.DataFrame]:
