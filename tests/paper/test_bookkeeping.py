@@ -49,6 +49,13 @@ def test_the_last_bars_fill_reaches_the_position_and_equity_rows(emulator, tmp_p
     size, orders, dups, _ = _journal_position(tmp_path / "last.sqlite")
     assert len(emu.engine.orders) == 1 and emu.engine.free["BTC"] == pytest.approx(0.2)
     assert size == pytest.approx(0.2), "the fill of the last bar's order is missing from the positions table"
+    j = Journal(tmp_path / "last.sqlite")
+    try:
+        cash = j.equity()[-1]["cash"]
+    finally:
+        j.close()
+    assert cash == pytest.approx(emu.engine.free["USDT"] + emu.engine.locked["USDT"], rel=1e-12)
+    assert cash < 10_000.0 - 0.2 * 90  # the purchase (about 20 USDT at ~100) left the equity table's cash
 
 
 def test_a_duplicate_execution_is_journaled_flagged_and_booked(emulator, tmp_path, capsys):
