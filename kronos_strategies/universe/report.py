@@ -6,6 +6,7 @@ Signal report (all over the trading period, one cross-section per union bar):
   mean, std, ICIR (mean / std) and t-stat (ICIR * sqrt(bars); overlapping horizons make it optimistic);
 - IC by horizon: the expected return to step h against the realised return to step h, h = 1..pred_len;
 - quantile portfolios: mean realised return of each signal quantile and top minus bottom;
+- IC needs at least 3 assets with a signal and a realised return at a bar (with 2 it is always +-1);
 - signal autocorrelation (Spearman of consecutive cross-sections) and top-quantile turnover.
 """
 
@@ -82,7 +83,7 @@ def _quantile_returns(
     n = ok.sum(axis=1)
     pct = signal.where(ok).rank(axis=1, method="first").div(n, axis=0)
     labels = np.ceil(pct * q).clip(1, q).where(ok)
-    labels[n < max(q, _MIN_NAMES)] = np.nan
+    labels[n < q] = np.nan  # each quantile needs a name
     fwd = forward.where(labels.notna())
     rows = {f"q{k}": fwd.where(labels == k).mean(axis=1) for k in range(1, q + 1)}
     return pd.DataFrame(rows, index=signal.index), labels
