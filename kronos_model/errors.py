@@ -9,7 +9,8 @@ KronosError
 ├── SamplingError (ValueError)        temperature / top-k / top-p / sample_count out of range
 ├── CheckpointError                   missing, not safetensors, or not matching the config
 │   └── HubUnavailableError           the hub cannot be reached (offline)
-├── TrainingError                     training cannot go on (diverged, a rank failed, nothing to train on)
+├── TrainingError                     training cannot go on (diverged, nothing to train on)
+│   └── DistributedTrainingError      a collective failed or timed out (a peer died or hangs)
 ├── LookaheadError                    something would use bars at or after the bar it serves
 └── ExchangeError                     an exchange request failed
     ├── ExchangeAuthError             key or signature refused: never retried
@@ -88,6 +89,10 @@ class LiveTradingRefused(ConfigError):
 
 class TrainingError(KronosError):
     """Training cannot go on (diverged, a distributed rank failed, no windows to train on)."""
+
+
+class DistributedTrainingError(TrainingError, RuntimeError):
+    """A collective failed or timed out (a peer process died or hangs); every surviving rank raises it."""
 
 
 class ExchangeError(KronosError):

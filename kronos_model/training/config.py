@@ -6,17 +6,13 @@ from dataclasses import dataclass, fields
 
 import pandas as pd
 
-from ..errors import KronosError
+from ..errors import FinetuneConfigError
 
 PRECISIONS = ("auto", "fp32", "bf16")
 # Fields that only say where/how a run is executed or checkpointed: a resumed run may change them.
 RUNTIME_FIELDS = frozenset(
     {"epochs", "device", "verbose", "checkpoint_dir", "checkpoint_every", "keep_checkpoints", "resume"}
 )
-
-
-class FinetuneConfigError(KronosError, ValueError):
-    """A :class:`FinetuneConfig` value is out of range; the message names the field and the allowed values."""
 
 
 @dataclass

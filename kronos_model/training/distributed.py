@@ -16,11 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from ..errors import KronosError
-
-
-class DistributedTrainingError(KronosError, RuntimeError):
-    """A collective failed or timed out (a peer process died or hangs); every surviving rank raises it."""
+from ..errors import DistributedTrainingError
 
 
 @dataclass(frozen=True)
