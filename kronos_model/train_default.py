@@ -8,6 +8,7 @@ Everything goes through the public training API (:mod:`kronos_model.training`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -71,21 +72,8 @@ TOKENIZER_RUN = FinetuneConfig(
     max_val_windows=128,
     seed=SEED,
 )
-PREDICTOR_RUN = FinetuneConfig(
-    lookback=256,
-    horizon=24,
-    batch_size=32,
-    epochs=5,
-    steps_per_epoch=100,
-    lr=5e-4,
-    weight_decay=0.1,
-    warmup=0.05,
-    min_lr_ratio=0.5,
-    grad_clip=2.0,
-    patience=2,
-    val_fraction=0.1,
-    max_val_windows=256,
-    seed=SEED,
+PREDICTOR_RUN = dataclasses.replace(  # the tokenizer's run with a slower, longer schedule
+    TOKENIZER_RUN, epochs=5, lr=5e-4, weight_decay=0.1, min_lr_ratio=0.5, max_val_windows=256
 )
 
 
