@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,13 +15,13 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from kronos_model.data import prepare_values
-from kronos_model.errors import LookaheadError
 from kronos_model.forecast import Forecast
 from kronos_model.series import PreparedSeries
 
-from .cache import ForecastCache, forecast_key
+from .cache import ForecastCache
 from .errors import ConfigError
 from .feeds import bar_timestamps
+from .forecasting import ForecastSpec, SeriesWindows, cached_forecasts
 
 __all__ = ["ForecastStats", "KronosSignal", "resolve_cache", "resolve_predictor"]
 
@@ -276,78 +275,27 @@ class KronosSignal(bt.Indicator):
         values.update({k: float(v) for k, v in extra.items()})
         return values
 
-    def _sampling(self) -> dict[str, object]:
+    @functools.cached_property
+    def spec(self) -> ForecastSpec:
+        """What, besides the model and the window, makes this indicator's forecasts (and cache keys)."""
         p = self.p
-        return {
-            "pred_len": p.pred_len,
-            "sample_count": p.sample_count,
-            "T": p.T,
-            "top_k": p.top_k,
-            "top_p": p.top_p,
-        }
+        return ForecastSpec(pred_len=p.pred_len, sample_count=p.sample_count, T=p.T, top_k=p.top_k,
+                            top_p=p.top_p, seed=p.seed)  # fmt: skip
 
     def _forecasts(self, series: PreparedSeries, ends: Sequence[int]) -> list[Forecast]:
         """Forecast the windows of ``series`` ending at ``ends`` (exclusive), reading and filling the cache."""
-        lb = self.p.lookback
+        p = self.p
+        show = p.progress and len(ends) > 1
+        with tqdm(
+            total=len(ends), desc="Kronos forecasts", unit="window", disable=not show, leave=False
+        ) as bar:
+            forecasts, served = cached_forecasts(
+                self.predictor, SeriesWindows(series, ends, p.lookback), self.spec, self.cache,
+                batch_size=p.batch_size, on_batch=bar.update,
+            )  # fmt: skip
         self.stats.windows += len(ends)
-        keys: list[str | None] = [None] * len(ends)
-        results: list[Forecast | None] = [None] * len(ends)
-        if self.cache is not None:
-            sampling = self._sampling()
-            for j, end in enumerate(ends):
-                start = max(0, end - lb)
-                keys[j] = forecast_key(
-                    self.predictor.fingerprint,
-                    series.values[start:end],
-                    series.times[start:end],
-                    sampling,
-                    self.p.seed,
-                )
-                results[j] = self.cache.get(keys[j])
-            self.stats.cache_hits += sum(r is not None for r in results)
-        todo = [j for j, r in enumerate(results) if r is None]
-        if todo:
-            self._compute(series, ends, todo, results, keys)
-        for end, forecast in zip(ends, results, strict=True):
-            last = series.times[end - 1]
-            if forecast.history_end is not None and pd.Timestamp(forecast.history_end) != last:
-                raise LookaheadError(
-                    f"forecast ends its history at {forecast.history_end}, the window at {last}"
-                )
-        return results  # type: ignore[return-value]
-
-    def _model_forecasts(self, series: PreparedSeries, ends: list[int]) -> list[Forecast]:
-        """One model call: the prepared-series path when the predictor has it, else DataFrame windows."""
-        p = self.p
-        kwargs = dict(sample_count=p.sample_count, T=p.T, top_k=p.top_k, top_p=p.top_p, seed=p.seed)
-        if callable(getattr(self.predictor, "forecast_series", None)):
-            return self.predictor.forecast_series(
-                series, ends, p.pred_len, lookback=p.lookback, batch_size=p.batch_size, **kwargs
-            )
-        frames = [series.frame(max(0, e - p.lookback), e) for e in ends]
-        return self.predictor.forecast_batch(frames, p.pred_len, batch_size=p.batch_size, **kwargs)
-
-    def _compute(
-        self,
-        series: PreparedSeries,
-        ends: Sequence[int],
-        todo: list[int],
-        results: list[Forecast | None],
-        keys: list[str | None],
-    ) -> None:
-        p = self.p
-        show = p.progress and len(todo) > 1
-        bar = tqdm(total=len(todo), desc="Kronos forecasts", unit="window", disable=not show, leave=False)
-        started = time.perf_counter()
-        with bar:
-            for first in range(0, len(todo), p.batch_size):
-                chunk = todo[first : first + p.batch_size]
-                out = self._model_forecasts(series, [ends[j] for j in chunk])
-                self.stats.model_calls += 1
-                for j, forecast in zip(chunk, out, strict=True):
-                    results[j] = forecast
-                    if keys[j] is not None:
-                        self.cache.put(keys[j], forecast)
-                bar.update(len(chunk))
-        self.stats.computed += len(todo)
-        self.stats.seconds += time.perf_counter() - started
+        self.stats.computed += served.computed
+        self.stats.cache_hits += len(ends) - served.computed
+        self.stats.model_calls += served.batches
+        self.stats.seconds += served.seconds
+        return forecasts

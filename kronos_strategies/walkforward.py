@@ -22,7 +22,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -36,15 +36,16 @@ from kronos_model.errors import CheckpointError, InsufficientHistoryError, Krono
 from kronos_model.forecast import Forecast
 from kronos_model.training import FinetuneConfig, finetune
 
-from .cache import ForecastCache, forecast_key
+from .cache import ForecastCache
 from .config import BacktestConfig, register_section
 from .errors import ConfigError
 from .feeds import data_fingerprint, read_ohlcv
+from .forecasting import ForecastSpec, cached_forecasts
 
 __all__ = [
     "Fold",
     "FoldOutcome",
-    "ForecastSpec",
+    "SignalSpec",
     "WalkForwardConfig",
     "WalkForwardPredictor",
     "WalkForwardResult",
@@ -121,8 +122,8 @@ class WalkForwardConfig:
 
 
 @dataclass(frozen=True)
-class ForecastSpec:
-    """What the indicator forecasts at each bar; it must match the indicator for cache keys to match."""
+class SignalSpec:
+    """What the indicator forecasts at each bar (window, horizon, cadence, batching and the forecast itself)."""
 
     lookback: int = 256
     pred_len: int = 5
@@ -136,7 +137,7 @@ class ForecastSpec:
     batch_size: int = 64
 
     @classmethod
-    def from_config(cls, cfg: BacktestConfig) -> ForecastSpec:
+    def from_config(cls, cfg: BacktestConfig) -> SignalSpec:
         """The spec of a backtest's indicator, ``indicator.params`` overrides included (as the runner applies)."""
         ind = cfg.indicator
         names = [f for f in cls.__dataclass_fields__]
@@ -144,10 +145,10 @@ class ForecastSpec:
         values.update({k: v for k, v in ind.params.items() if k in names})
         return cls(**values)
 
-    def sampling(self) -> dict[str, object]:
-        """The sampling arguments that enter a forecast cache key (the indicator's own set)."""
-        return {"pred_len": self.pred_len, "sample_count": self.sample_count, "T": self.T, "top_k": self.top_k,
-                "top_p": self.top_p}  # fmt: skip
+    def forecast_spec(self) -> ForecastSpec:
+        """The forecast made at each bar: the same spec (and so the same cache keys) as the indicator's."""
+        return ForecastSpec(pred_len=self.pred_len, sample_count=self.sample_count, T=self.T, top_k=self.top_k,
+                            top_p=self.top_p, seed=self.seed)  # fmt: skip
 
 
 def _check_section(section: WalkForwardConfig, cfg: BacktestConfig) -> None:
@@ -161,7 +162,7 @@ def _check_section(section: WalkForwardConfig, cfg: BacktestConfig) -> None:
         raise ConfigError(f"'finetune.window' must be a number of bars or 'expanding', got {s.window!r}")
     if s.init not in ("base", "previous"):
         raise ConfigError(f"'finetune.init' must be 'base' or 'previous', got {s.init!r}")
-    if ForecastSpec.from_config(cfg).seed is None:
+    if SignalSpec.from_config(cfg).seed is None:
         raise ConfigError(
             "walk-forward needs a seeded indicator: set 'indicator.seed' (forecasts are cached)"
         )
@@ -285,33 +286,21 @@ class _Slot:
             self._predictor = self._load()
         return self._predictor
 
+    def forecast_batch(self, df_list: Sequence[pd.DataFrame], pred_len: int, **kwargs: Any) -> list[Forecast]:
+        """The slot's model forecasts (loaded on first use: cache hits never load it)."""
+        return self.predictor.forecast_batch(df_list, pred_len, **kwargs)
+
 
 def _serve(
     slot: _Slot,
     windows: Sequence[pd.DataFrame],
-    sampling: Mapping[str, Any],
-    seed: int | None,
+    spec: ForecastSpec,
     cache: ForecastCache | None,
     batch_size: int,
 ) -> tuple[list[Forecast], int]:
     """Forecasts of ``windows`` by one model, from the cache where present; returns them and the count computed."""
-    keys: list[str | None] = [None] * len(windows)
-    out: list[Forecast | None] = [None] * len(windows)
-    if cache is not None and seed is not None:
-        for j, w in enumerate(windows):
-            keys[j] = forecast_key(slot.fingerprint, w.to_numpy(), w.index, sampling, seed)
-            out[j] = cache.get(keys[j])
-    todo = [j for j, f in enumerate(out) if f is None]
-    if todo:
-        computed = slot.predictor.forecast_batch(
-            [windows[j] for j in todo], int(sampling["pred_len"]), sample_count=sampling["sample_count"],
-            T=sampling["T"], top_k=sampling["top_k"], top_p=sampling["top_p"], seed=seed, batch_size=batch_size,
-        )  # fmt: skip
-        for j, forecast in zip(todo, computed, strict=True):
-            out[j] = forecast
-            if keys[j] is not None:
-                cache.put(keys[j], forecast)
-    return out, len(todo)  # type: ignore[return-value]
+    forecasts, served = cached_forecasts(slot, windows, spec, cache, batch_size=batch_size)
+    return forecasts, served.computed
 
 
 class WalkForwardPredictor:
@@ -380,17 +369,13 @@ class WalkForwardPredictor:
         groups: dict[int, list[int]] = {}
         for j, w in enumerate(windows):
             groups.setdefault(self.fold_for(frame_timestamps(w)[-1]), []).append(j)
-        sampling = {
-            "pred_len": pred_len,
-            "sample_count": sample_count,
-            "T": T,
-            "top_k": top_k,
-            "top_p": top_p,
-        }
+        spec = ForecastSpec(
+            pred_len=pred_len, sample_count=sample_count, T=T, top_k=top_k, top_p=top_p, seed=seed
+        )
         out: list[Forecast | None] = [None] * len(windows)
         for k, members in groups.items():
             slot = self._base_slot if k < 0 else self.slots[k]
-            got, n = _serve(slot, [windows[j] for j in members], sampling, seed, self.cache, batch_size or 64)
+            got, n = _serve(slot, [windows[j] for j in members], spec, self.cache, batch_size or 64)
             self.computed += n
             for j, forecast in zip(members, got, strict=True):
                 out[j] = forecast
@@ -507,7 +492,7 @@ class WalkForwardResult:
     predictor: WalkForwardPredictor
     folds: list[FoldOutcome]
     settings: WalkForwardConfig
-    spec: ForecastSpec
+    spec: SignalSpec
     seconds: float
 
     @property
@@ -530,7 +515,7 @@ def run_walkforward(
     bars: pd.DataFrame,
     folds: Sequence[Fold],
     settings: WalkForwardConfig,
-    spec: ForecastSpec,
+    spec: SignalSpec,
     *,
     fold_dir: str | os.PathLike[str],
     cache: ForecastCache | None,
@@ -550,7 +535,7 @@ def run_walkforward(
         raise InsufficientHistoryError("the walk-forward schedule has no folds")
     device = str(predictor.device)
     n_val = settings.validation_bars(spec.lookback, spec.pred_len)
-    root, sampling = Path(fold_dir), spec.sampling()
+    root, forecast = Path(fold_dir), spec.forecast_spec()
     base_slot = _Slot(predictor.fingerprint, lambda: predictor)
     slots: list[_Slot] = []
     outcomes: list[FoldOutcome] = []
@@ -586,11 +571,11 @@ def run_walkforward(
         positions = positions[(positions - origin) % spec.every == 0]
         windows = _windows(bars, positions, spec.lookback)
         t0 = time.perf_counter()
-        forecasts, n = _serve(slot, windows, sampling, spec.seed, cache, spec.batch_size)
+        forecasts, n = _serve(slot, windows, forecast, cache, spec.batch_size)
         t1 = time.perf_counter()
         base, n_base = (None, 0)
         if settings.compare_base:
-            base, n_base = _serve(base_slot, windows, sampling, spec.seed, cache, spec.batch_size)
+            base, n_base = _serve(base_slot, windows, forecast, cache, spec.batch_size)
         outcome = FoldOutcome(fold, record, trained, positions, forecasts, base, round(t1 - t0, 3),
                               round(time.perf_counter() - t1, 3), n + n_base, n)  # fmt: skip
         outcomes.append(outcome)
@@ -626,7 +611,7 @@ def walkforward_for(
 ) -> WalkForwardResult:
     """Train (or load) and forecast every fold of the ``finetune:`` block of ``cfg`` (sweeps precompute this)."""
     settings: WalkForwardConfig = cfg.sections["finetune"]
-    spec = ForecastSpec.from_config(cfg)
+    spec = SignalSpec.from_config(cfg)
     folds = make_schedule(bars.index, start, end, every=settings.every, window=settings.window)
     cache_root = Path(cfg.indicator.cache_dir or DEFAULT_CACHE)
     fold_dir = Path(settings.cache_dir) if settings.cache_dir else cache_root / "walkforward"

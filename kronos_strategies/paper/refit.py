@@ -28,7 +28,7 @@ from kronos_strategies.feeds import bar_timestamps
 from kronos_strategies.walkforward import (
     DEFAULT_CACHE,
     Fold,
-    ForecastSpec,
+    SignalSpec,
     WalkForwardConfig,
     load_fold,
     run_walkforward,
@@ -89,7 +89,7 @@ class _Job:
 class LiveRefitter:
     """Schedules, trains and swaps fold models for one paper session; the session calls :meth:`after_bar`."""
 
-    def __init__(self, base: Any, settings: WalkForwardConfig, spec: ForecastSpec, fold_dir: str | Path,
+    def __init__(self, base: Any, settings: WalkForwardConfig, spec: SignalSpec, fold_dir: str | Path,
                  step_ms: int) -> None:  # fmt: skip
         if not isinstance(settings.every, int) or not isinstance(settings.window, int):
             raise ConfigError(
@@ -240,4 +240,4 @@ def live_refitter(cfg: BacktestConfig, base: Any, step_ms: int) -> LiveRefitter:
     settings: WalkForwardConfig = cfg.sections["finetune"]
     cache_root = Path(cfg.indicator.cache_dir or DEFAULT_CACHE)
     fold_dir = Path(settings.cache_dir) if settings.cache_dir else cache_root / "walkforward"
-    return LiveRefitter(base, settings, ForecastSpec.from_config(cfg), fold_dir, step_ms)
+    return LiveRefitter(base, settings, SignalSpec.from_config(cfg), fold_dir, step_ms)

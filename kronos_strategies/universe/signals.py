@@ -10,7 +10,6 @@ a universe run and a single-asset run share cache entries.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -98,16 +97,15 @@ class UniverseForecaster:
         With ``series`` (vectorised mode) and a predictor that has ``forecast_series``, missed windows are cut
         from each asset's prepared series (validated once) instead of being validated one by one.
         """
-        started = time.perf_counter()
         compute = self._series_compute(cells) if series else None
-        forecasts, computed = cached_forecasts(
+        forecasts, served = cached_forecasts(
             self.predictor, windows, self.spec, self.cache, batch_size=self.batch_size, compute=compute
         )
         self.stats.windows += len(windows)
-        self.stats.computed += computed
-        self.stats.cache_hits += len(windows) - computed
-        self.stats.model_calls += -(-computed // self.batch_size)
-        self.stats.seconds += time.perf_counter() - started
+        self.stats.computed += served.computed
+        self.stats.cache_hits += len(windows) - served.computed
+        self.stats.model_calls += served.batches
+        self.stats.seconds += served.seconds
         for (t, j), forecast in zip(cells, forecasts, strict=True):
             self._store(t, j, forecast)
 

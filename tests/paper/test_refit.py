@@ -20,12 +20,12 @@ from kronos_strategies.paper.matching import load_candles
 from kronos_strategies.paper.refit import LiveRefitter
 from kronos_strategies.paper.session import PaperSession
 from kronos_strategies.strategy import load_object
-from kronos_strategies.walkforward import Fold, ForecastSpec, WalkForwardConfig, run_walkforward
+from kronos_strategies.walkforward import Fold, SignalSpec, WalkForwardConfig, run_walkforward
 
 from .helpers import TF_MS, exchange_client, fast_config
 
 TINY = Path(__file__).resolve().parents[1] / "fixtures" / "tiny"
-SPEC = ForecastSpec(lookback=8, pred_len=2, horizon=1, sample_count=1, seed=0)
+SPEC = SignalSpec(lookback=8, pred_len=2, horizon=1, sample_count=1, seed=0)
 SETTINGS = WalkForwardConfig(every=20, window=30, val_bars=11, steps=2, batch_size=4, init="previous")
 Threshold = load_object("threshold", kind="strategy")
 

@@ -17,7 +17,7 @@ from kronos_strategies.config import load_config
 from kronos_strategies.errors import ConfigError
 from kronos_strategies.runner import run_backtest
 from kronos_strategies.walkforward import (
-    ForecastSpec,
+    SignalSpec,
     WalkForwardConfig,
     make_schedule,
     run_walkforward,
@@ -26,7 +26,7 @@ from kronos_strategies.walkforward_report import skill, write_walkforward_report
 
 from .conftest import tiny_config
 
-SPEC = ForecastSpec(lookback=32, pred_len=4, horizon=4, sample_count=4, seed=0)
+SPEC = SignalSpec(lookback=32, pred_len=4, horizon=4, sample_count=4, seed=0)
 SETTINGS = dict(every=25, window=120, steps=2, batch_size=8, lookback=24, horizon=4, val_bars=40,
                 max_val_windows=8, progress=False)  # fmt: skip
 
