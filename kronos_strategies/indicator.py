@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,16 +93,16 @@ class KronosSignal(bt.Indicator):
       - ``expected_return``: mean simple return of the close from bar t to t + horizon
       - ``prob_up``: fraction of sample paths whose close at t + horizon is above the close at t
       - ``lower`` / ``upper``: close price quantiles at t + horizon
-      - ``signal``: the :meth:`signal` hook, by default ``2 * prob_up - 1`` in [-1, 1]; read it as
-        ``ind.lines.signal[0]`` (the attribute ``ind.signal`` is the hook method)
+      - ``signal``: the :meth:`compute_signal` hook, by default ``2 * prob_up - 1`` in [-1, 1]; read it
+        like any line, ``ind.signal[0]``
 
     Notes:
-      Subclass and override :meth:`signal` for another signal, and :meth:`extras` to fill lines you
+      Subclass and override :meth:`compute_signal` for another signal, and :meth:`extras` to fill lines you
       add (``lines = ("width",)``); both receive the full :class:`~kronos_model.forecast.Forecast` and
       work in both modes (overriding ``next`` alone would be skipped by runonce).
     """
 
-    alias = ("Kronos",)
+    alias = ("KronosSignal",)
     lines = ("expected_return", "prob_up", "lower", "upper", "signal")
     params = (
         ("predictor", None),
@@ -131,9 +132,23 @@ class KronosSignal(bt.Indicator):
 
     # ------------------------------------------------------------------ hooks for subclasses
 
-    def signal(self, forecast: Forecast) -> float:
+    def compute_signal(self, forecast: Forecast) -> float:
         """The ``signal`` line from one forecast; override for your own (default ``2 * prob_up - 1``)."""
         return 2.0 * forecast.prob_up(self.p.horizon) - 1.0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Subclasses written for 0.1 override ``signal(forecast)``, which hid the ``signal`` line: their hook
+        still works for this release (as ``compute_signal``), with a DeprecationWarning; the line comes back."""
+        super().__init_subclass__(**kwargs)
+        old_hook = cls.__dict__.get("signal")
+        if callable(old_hook):
+            warnings.warn(
+                f"{cls.__name__}.signal(forecast) is now compute_signal(forecast); the old name goes in 0.3",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            cls.compute_signal = old_hook
+            del cls.signal
 
     def extras(self, forecast: Forecast) -> dict[str, float]:
         """Values of lines a subclass adds, by line name (default: none)."""
@@ -266,7 +281,7 @@ class KronosSignal(bt.Indicator):
             "prob_up": forecast.prob_up(h),
             "lower": float(band[0]),
             "upper": float(band[1]),
-            "signal": float(self.signal(forecast)),
+            "signal": float(self.compute_signal(forecast)),
         }
         extra = self.extras(forecast)
         unknown = set(extra) - set(self._line_names())

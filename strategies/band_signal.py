@@ -22,7 +22,7 @@ class KronosBand(KronosSignal):
         lo, hi = forecast.return_quantile(list(self.p.quantiles), self.p.horizon)
         return {"width": float(hi - lo)}
 
-    def signal(self, forecast: Forecast) -> float:
+    def compute_signal(self, forecast: Forecast) -> float:
         lo, hi = forecast.return_quantile(list(self.p.quantiles), self.p.horizon)
         width = float(hi - lo)
         return forecast.expected_return(self.p.horizon) / width if width > 0 else 0.0

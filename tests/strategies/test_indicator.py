@@ -63,8 +63,24 @@ def test_reforecast_every_n_bars_holds_values(tiny_predictor, short_bars):
 class ShortHorizonSignal(KronosSignal):
     """A user's signal: the expected return one bar ahead, scaled."""
 
-    def signal(self, forecast):
+    def compute_signal(self, forecast):
         return 100.0 * forecast.expected_return(1)
+
+
+def test_signal_is_a_line_and_the_old_hook_name_still_works_with_a_warning(tiny_predictor, short_bars):
+    with pytest.warns(DeprecationWarning, match=r"OldStyle.signal\(forecast\) is now compute_signal"):
+
+        class OldStyle(KronosSignal):
+            def signal(self, forecast):
+                return 100.0 * forecast.expected_return(1)
+
+    assert "signal" not in OldStyle.__dict__ and "compute_signal" in OldStyle.__dict__
+    params = {**FAST, "horizon": 1}
+    old, ind = run_signal(short_bars, predictor=tiny_predictor, indicator=OldStyle, **params)
+    new, _ = run_signal(short_bars, predictor=tiny_predictor, indicator=ShortHorizonSignal, **params)
+    assert np.array_equal(old["signal"], new["signal"], equal_nan=True)
+    assert ind.signal[0] == ind.lines.signal[0]  # the line, not a method
+    assert "Kronos" not in KronosSignal.alias  # would shadow the model class in backtrader's namespace
 
 
 @pytest.mark.parametrize("runonce", [True, False])
