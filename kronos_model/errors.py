@@ -12,11 +12,13 @@ KronosError
 ├── TrainingError                     training cannot go on (diverged, nothing to train on)
 │   └── DistributedTrainingError      a collective failed or timed out (a peer died or hangs)
 ├── LookaheadError                    something would use bars at or after the bar it serves
+├── JournalUnreadable                 a paper-trading journal is missing or not a SQLite database
 └── ExchangeError                     an exchange request failed
     ├── ExchangeAuthError             key or signature refused: never retried
     ├── OrderNotFoundError            the exchange knows no such order
     ├── OrderRejectedError            funds, limits, invalid: not retried
     └── TemporaryExchangeError        network, timeout, unavailable: reconcile and retry
+        ├── OrderInFlightError        a timed-out order may still arrive: look again, never re-send
         └── RateLimitedError          429/418: wait ``retry_after`` seconds
 """
 
@@ -95,6 +97,10 @@ class DistributedTrainingError(TrainingError, RuntimeError):
     """A collective failed or timed out (a peer process died or hangs); every surviving rank raises it."""
 
 
+class JournalUnreadable(KronosError):
+    """A paper-trading journal is missing or not a SQLite database; the message says which."""
+
+
 class ExchangeError(KronosError):
     """An exchange request failed; see the subclasses for whether it is retried."""
 
@@ -113,6 +119,10 @@ class OrderRejectedError(ExchangeError):
 
 class TemporaryExchangeError(ExchangeError):
     """Network, timeout, rate-limit or unavailable: may have happened; reconcile, back off and retry."""
+
+
+class OrderInFlightError(TemporaryExchangeError):
+    """A timed-out order is not on the exchange yet but may still arrive: look it up again, do not re-send."""
 
 
 class RateLimitedError(TemporaryExchangeError):

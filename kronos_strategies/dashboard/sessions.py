@@ -16,6 +16,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+from kronos_model.errors import JournalUnreadable
 from kronos_strategies.paper.journal import OPEN_STATES
 
 from .runs import redact
@@ -25,10 +26,6 @@ REFIT_KINDS = ("model_swap", "refit", "refit_started", "refit_failed")
 ROW_LIMIT = 200  # newest fills, orders and events shown
 MAX_POINTS = 5000  # equity points sent to the browser (older ones thinned)
 BUSY_MS = 200  # a reader waits at most this long for a lock; a writer is never waited on in WAL mode
-
-
-class JournalUnreadable(Exception):
-    """The journal is missing or not a SQLite database; the message says which."""
 
 
 def connect_ro(path: Path) -> sqlite3.Connection:

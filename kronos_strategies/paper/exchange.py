@@ -23,7 +23,16 @@ from urllib.parse import urlsplit
 
 import ccxt
 
-from kronos_strategies.errors import ConfigError, ExchangeError, OrderRejectedError, TemporaryExchangeError
+from kronos_strategies.errors import (
+    ConfigError,
+    ExchangeAuthError,
+    ExchangeError,
+    OrderInFlightError,
+    OrderNotFoundError,
+    OrderRejectedError,
+    RateLimitedError,
+    TemporaryExchangeError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,26 +45,6 @@ __all__ = [
     "make_exchange",
     "translate",
 ]
-
-
-class ExchangeAuthError(ExchangeError):
-    """The exchange refused the API key or signature: fix the key environment variables; never retried."""
-
-
-class OrderNotFoundError(ExchangeError):
-    """The exchange knows no order with that id: it never arrived, or the id is wrong; nothing to reconcile."""
-
-
-class OrderInFlightError(TemporaryExchangeError):
-    """A timed-out order is not on the exchange yet but may still arrive: look it up again, do not re-send."""
-
-
-class RateLimitedError(TemporaryExchangeError):
-    """HTTP 429/418: wait ``retry_after`` seconds (from the Retry-After header when sent), then retry."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 def _clean(exc: BaseException) -> str:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import backtrader as bt
 
-from kronos_strategies.errors import ConfigError
+from kronos_strategies.errors import ConfigError, LiveTradingRefused
 from kronos_strategies.strategy import FractionalCommission, configure_broker
 
 from .broker import CcxtBroker, PaperBroker, replay_from
@@ -33,10 +33,6 @@ if TYPE_CHECKING:
     from .refit import LiveRefitter
 
 log = logging.getLogger(__name__)
-
-
-class LiveTradingRefused(ConfigError):
-    """Live mode needs both ``mode: live`` in the YAML and ``--live`` on the command line."""
 
 
 @dataclass

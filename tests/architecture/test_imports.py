@@ -77,3 +77,31 @@ def test_importing_reports_never_changes_the_users_matplotlib_backend():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "svg"
+
+
+# Exceptions that are not part of the project's error tree: the emulator's own control flow (it plays the exchange).
+EMULATOR_INTERNALS = {
+    "kronos_strategies.paper.matching": {"EmulatorReject"},
+    "kronos_strategies.paper.emulator": {"_Drop"},
+}
+
+
+def test_every_project_error_is_defined_in_the_one_error_module():
+    import ast
+
+    from .import_graph import PACKAGES, ROOT, module_name
+
+    strays = []
+    for pkg in PACKAGES:
+        for path in (ROOT / pkg).rglob("*.py"):
+            module = module_name(path)
+            if module == "kronos_model.errors":
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if not isinstance(node, ast.ClassDef):
+                    continue
+                bases = [b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in node.bases]
+                if any(b.endswith(("Error", "Exception", "Refused")) for b in bases):
+                    if node.name not in EMULATOR_INTERNALS.get(module, set()):
+                        strays.append(f"{module}.{node.name}")
+    assert not strays, f"define these in kronos_model/errors.py and import them: {strays}"

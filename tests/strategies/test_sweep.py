@@ -212,6 +212,7 @@ def test_sweep_equals_one_by_one_runs_and_forecasts_each_window_once(client, ref
     assert (Path(top["dir"]) / "tearsheet.html").stat().st_size > 10_000
 
 
+@pytest.mark.slow  # a fast representative stays in the default tier
 def test_killed_worker_then_rerun_gives_the_complete_identical_table(client, reference, tmp_path):
     raw, root, ref = reference
     killed: list[int] = []
@@ -351,6 +352,7 @@ def test_walkforward_sweep_trains_each_fold_once_before_the_backtests(sp500, tin
     pd.testing.assert_frame_equal(again.table, result.table)
 
 
+@pytest.mark.slow  # a fast representative stays in the default tier
 def test_walkforward_sweep_on_the_cluster_equals_one_by_one_runs(client, sp500, tiny_dir, tmp_path):
     raw = _wf_raw(sp500, tmp_path, tiny_dir, tmp_path / "cache")
     result = run_sweep(raw, scheduler=client, out=tmp_path / "out")
