@@ -10,26 +10,19 @@ from typing import Any
 
 from kronos_model.errors import DataError, InsufficientHistoryError
 
-
-def _pct(x: Any) -> str:
-    return "n/a" if x is None else f"{100 * x:.2f}%"
-
-
-def _num(x: Any) -> str:
-    return "n/a" if x is None else f"{x:.2f}"
-
+from .common import engine_overrides, num, pct
 
 _ROWS: tuple[tuple[str, str, Any], ...] = (
-    ("Total return", "total_return", _pct),
-    ("CAGR", "cagr", _pct),
-    ("Sharpe", "sharpe", _num),
-    ("Sortino", "sortino", _num),
-    ("Max drawdown", "max_drawdown", _pct),
-    ("Volatility (ann.)", "volatility", _pct),
-    ("Exposure", "exposure", _pct),
-    ("Turnover (x/yr)", "turnover", _num),
+    ("Total return", "total_return", pct),
+    ("CAGR", "cagr", pct),
+    ("Sharpe", "sharpe", num),
+    ("Sortino", "sortino", num),
+    ("Max drawdown", "max_drawdown", pct),
+    ("Volatility (ann.)", "volatility", pct),
+    ("Exposure", "exposure", pct),
+    ("Turnover (x/yr)", "turnover", num),
     ("Trades", "trades", str),
-    ("Hit rate", "hit_rate", _pct),
+    ("Hit rate", "hit_rate", pct),
 )
 
 
@@ -102,12 +95,7 @@ def run_handler(args: argparse.Namespace) -> int:
     from kronos_strategies.runner import run_backtest
 
     overrides = data_overrides(args.config, args.data, args.name, list(args.set or [])) + list(args.set or [])
-    if args.mode:
-        overrides.append(f"engine.mode={args.mode}")
-    if args.no_progress:
-        overrides.append("engine.progress=false")
-    if args.threads:
-        overrides.append(f"engine.threads={args.threads}")
+    overrides += engine_overrides(args)
     result = run_backtest(
         args.config, overrides=overrides, out_dir=args.out, new_folder=args.out is None, force=args.force
     )

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..commands.common import engine_overrides, num, pct
+
 __all__ = ["is_universe", "run_universe", "summary_table"]
 
 
@@ -29,23 +31,10 @@ def run_universe(args: argparse.Namespace) -> int:
     overrides = list(args.set or [])
     if getattr(args, "data_dir", None):
         overrides += [f"universe.data_dir={args.data_dir}", "universe.files=null", "universe.assets=[]"]
-    if args.mode:
-        overrides.append(f"engine.mode={args.mode}")
-    if args.no_progress:
-        overrides.append("engine.progress=false")
-    if args.threads:
-        overrides.append(f"engine.threads={args.threads}")
+    overrides += engine_overrides(args)
     result = run_universe_backtest(args.config, overrides=overrides, out_dir=args.out)
     print(summary_table(result))
     return 0
-
-
-def _pct(x: Any) -> str:
-    return "n/a" if x is None else f"{100 * x:.2f}%"
-
-
-def _num(x: Any, digits: int = 2) -> str:
-    return "n/a" if x is None else f"{x:.{digits}f}"
 
 
 def summary_table(result: Any) -> str:
@@ -57,23 +46,23 @@ def summary_table(result: Any) -> str:
         f"({', '.join(result.universe.names)}), {idx[0].date()} .. {idx[-1].date()} ({len(idx)} bars)",
         f"{'':<20}{'Strategy':>12}{'Equal weight':>14}",
     ]
-    for label, key, fmt in (("Total return", "total_return", _pct), ("CAGR", "cagr", _pct), ("Sharpe", "sharpe", _num),
-                            ("Max drawdown", "max_drawdown", _pct), ("Volatility (ann.)", "volatility", _pct),
-                            ("Turnover (x/yr)", "turnover", _num)):  # fmt: skip
+    for label, key, fmt in (("Total return", "total_return", pct), ("CAGR", "cagr", pct), ("Sharpe", "sharpe", num),
+                            ("Max drawdown", "max_drawdown", pct), ("Volatility (ann.)", "volatility", pct),
+                            ("Turnover (x/yr)", "turnover", num)):  # fmt: skip
         bench = "-" if key == "turnover" else fmt(b.get(key))
         rows.append(f"{label:<20}{fmt(m.get(key)):>12}{bench:>14}")
     ic, ric = s["ic"], s["rank_ic"]
     rows.append(f"signal at horizon {s['horizon']}:   mean      std     ICIR   t-stat   bars")
     for label, x in (("IC", ic), ("RankIC", ric)):
-        rows.append(f"  {label:<14}{_num(x['mean'], 4):>9}{_num(x['std'], 4):>9}{_num(x['icir']):>9}"
-                    f"{_num(x['t_stat']):>9}{x['bars']:>7}")  # fmt: skip
+        rows.append(f"  {label:<14}{num(x['mean'], 4):>9}{num(x['std'], 4):>9}{num(x['icir']):>9}"
+                    f"{num(x['t_stat']):>9}{x['bars']:>7}")  # fmt: skip
     q = s["quantiles"]
     rows.append(
         "quantile mean fwd returns (bp): "
         + " ".join(
-            f"{k}={_num(None if v is None else v * 1e4, 1)}" for k, v in q["mean_forward_return"].items()
+            f"{k}={num(None if v is None else v * 1e4, 1)}" for k, v in q["mean_forward_return"].items()
         )
-        + f"; top-bottom {_num(None if q['top_minus_bottom'] is None else q['top_minus_bottom'] * 1e4, 1)} bp"
+        + f"; top-bottom {num(None if q['top_minus_bottom'] is None else q['top_minus_bottom'] * 1e4, 1)} bp"
     )
     st = result.forecast_stats
     rows.append(f"forecasts: {st.windows} windows, {st.computed} computed, {st.cache_hits} from cache, "
