@@ -4,6 +4,7 @@ user's own ``strategies`` package neither shadows nor is shadowed."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -67,9 +68,15 @@ def test_old_spelling_still_resolves_with_a_deprecation_warning(tmp_path):
 
 @pytest.mark.slow
 def test_wheel_installs_strategies_under_the_package(tmp_path):
-    dist = tmp_path / "dist"
+    dist, src = tmp_path / "dist", tmp_path / "src"
+    # build from a copy of the tracked files, so the build leaves nothing in the checkout
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    for name in tracked.splitlines():
+        if (ROOT / name).is_file():
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, src / name)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", dist, ROOT],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", dist, src],
         check=True,
         capture_output=True,
     )
