@@ -99,7 +99,9 @@ class KronosSignal(bt.Indicator):
     Notes:
       Subclass and override :meth:`compute_signal` for another signal, and :meth:`extras` to fill lines you
       add (``lines = ("width",)``); both receive the full :class:`~kronos_model.forecast.Forecast` and
-      work in both modes (overriding ``next`` alone would be skipped by runonce).
+      work in both modes (overriding ``next`` alone would be skipped by runonce). ``latest_forecast`` is
+      the newest :class:`~kronos_model.forecast.Forecast` made (event mode: at this bar or the held one;
+      vectorised mode: the last window), e.g. for a paper session's journal.
     """
 
     alias = ("KronosSignal",)
@@ -167,6 +169,7 @@ class KronosSignal(bt.Indicator):
             raise ConfigError("the forecast cache needs a predictor with a `fingerprint`; pass cache=None")
         self.stats = ForecastStats()
         self._held: dict[str, float] | None = None
+        self.latest_forecast: Forecast | None = None  # the newest forecast made (read-only for callers)
         self._once_done = 0
         self._bar: tqdm | None = None
         self.addminperiod(self.p.lookback)
@@ -176,7 +179,8 @@ class KronosSignal(bt.Indicator):
         i = len(self) - 1
         if self._held is None or self._is_forecast_bar(i):
             window = self._event_window()
-            self._held = self._values(self._forecasts(window, [len(window)])[0])
+            self.latest_forecast = self._forecasts(window, [len(window)])[0]
+            self._held = self._values(self.latest_forecast)
             self._tick()
         for name, value in self._held.items():
             getattr(self.lines, name)[0] = value
@@ -195,6 +199,7 @@ class KronosSignal(bt.Indicator):
             i for i in range(start, end) if self._is_forecast_bar(i) or (i == start and self._held is None)
         ]
         forecasts = self._forecasts(series, [i + 1 for i in bars])
+        self.latest_forecast = forecasts[-1] if forecasts else self.latest_forecast
         values = dict(zip(bars, (self._values(f) for f in forecasts), strict=True))
         arrays = {name: getattr(self.lines, name).array for name in self._line_names()}
         held: dict[str, float] = self._held or {}

@@ -1,4 +1,5 @@
-"""SQLite (WAL) journal of a paper/sandbox/live session: intents, exchange orders, fills, bars, equity.
+"""SQLite (WAL) journal of a paper/sandbox/live session: intents, exchange orders, fills, bars, equity,
+and the latest forecast per bar and symbol (the dashboard draws it as a fan).
 
 An intent is written before its order is sent (write-ahead), so a session killed at any point can
 look every unfinished intent up by its client order id on restart instead of sending it again.
@@ -11,7 +12,8 @@ import json
 import secrets
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +34,23 @@ CREATE TABLE IF NOT EXISTS positions (bar_ts INTEGER PRIMARY KEY, size REAL, pri
 CREATE TABLE IF NOT EXISTS equity (bar_ts INTEGER PRIMARY KEY, cash REAL, value REAL);
 CREATE TABLE IF NOT EXISTS strategy_state (bar_ts INTEGER PRIMARY KEY, state TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL, kind TEXT, message TEXT);
+CREATE TABLE IF NOT EXISTS forecasts (
+    bar_ts INTEGER NOT NULL, symbol TEXT NOT NULL, quantiles TEXT NOT NULL, mean TEXT NOT NULL,
+    PRIMARY KEY (bar_ts, symbol));
 """
 
 OPEN_STATES = ("pending", "open")  # an intent in these states may still change on the exchange
 _SECRET_WORDS = ("secret", "key", "password", "token", "passphrase")
+
+
+@dataclass(frozen=True)
+class ForecastFan:
+    """One forecast as journaled: the last bar it saw (open ms), the symbol, close quantiles and mean per step."""
+
+    bar_ts: int
+    symbol: str
+    quantiles: Mapping[float, Sequence[float]]
+    mean: Sequence[float]
 
 
 def public_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -212,8 +227,9 @@ class Journal:
 
     # --- bars, positions, equity ---------------------------------------------------------------------
     def record_bar(self, bar_ts: int, ohlcv: tuple[float, ...], *, cash: float, value: float, size: float,
-                   price: float, state: Mapping[str, Any] | None = None) -> None:  # fmt: skip
-        """Mark a bar processed with the position, equity and strategy state after it, atomically."""
+                   price: float, state: Mapping[str, Any] | None = None,
+                   forecast: ForecastFan | None = None) -> None:  # fmt: skip
+        """Mark a bar processed with the position, equity, strategy state and forecast after it, atomically."""
         with self.db:
             self.db.execute("BEGIN")
             self.db.execute(
@@ -225,6 +241,25 @@ class Journal:
                 self.db.execute(
                     "INSERT OR REPLACE INTO strategy_state VALUES (?, ?)", (bar_ts, json.dumps(dict(state)))
                 )
+            if forecast is not None:
+                self._insert_forecast(forecast)
+
+    def record_forecast(self, forecast: ForecastFan) -> None:
+        """Store one forecast fan on its own (a session journals it with its bar via ``record_bar``)."""
+        self._insert_forecast(forecast)
+
+    def _insert_forecast(self, fan: ForecastFan) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO forecasts VALUES (?, ?, ?, ?)",
+            (fan.bar_ts, fan.symbol, json.dumps({f"{q:g}": list(v) for q, v in fan.quantiles.items()}),
+             json.dumps(list(fan.mean))),
+        )  # fmt: skip
+
+    def forecasts(self, symbol: str | None = None) -> list[sqlite3.Row]:
+        """Journaled forecast fans, oldest first, optionally of one symbol."""
+        if symbol is None:
+            return self.db.execute("SELECT * FROM forecasts ORDER BY bar_ts, symbol").fetchall()
+        return self.db.execute("SELECT * FROM forecasts WHERE symbol=? ORDER BY bar_ts", (symbol,)).fetchall()
 
     def settle_last_bar(self, *, cash: float, value: float, size: float, price: float) -> None:
         """Overwrite the last bar's position and equity with the state after the session's final fills."""

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import backtrader as bt
+import pandas as pd
 
 from kronos_strategies.errors import ConfigError, LiveTradingRefused
 from kronos_strategies.strategy import FractionalCommission, configure_broker
@@ -26,13 +27,15 @@ from kronos_strategies.strategy import FractionalCommission, configure_broker
 from .broker import CcxtBroker, PaperBroker, replay_from
 from .config import PaperConfig
 from .exchange import ExchangeClient, make_exchange
-from .journal import Journal
+from .journal import ForecastFan, Journal
 from .livefeed import CcxtLiveFeed, bar_ms, bars_back, bt_timeframe, ms_to_datetime, timeframe_ms
 
 if TYPE_CHECKING:
     from .refit import LiveRefitter
 
 log = logging.getLogger(__name__)
+
+FAN_LEVELS = (0.1, 0.25, 0.5, 0.75, 0.9)  # close quantiles journaled per forecast step (the dashboard's fan)
 
 
 @dataclass
@@ -72,7 +75,7 @@ class _Hooks:
     def __init__(self, journal: Journal, feed: CcxtLiveFeed, resume_after: int | None, config: PaperConfig,
                  refitter: LiveRefitter | None = None, step: int = 0) -> None:  # fmt: skip
         self.journal, self.feed, self.resume_after, self.refitter = journal, feed, resume_after, refitter
-        self.max_bars, self.until = config.max_bars, config.until_ms()
+        self.max_bars, self.until, self.symbol = config.max_bars, config.until_ms(), config.symbol
         self.step = step
         self.stale_after = config.stale_after_bars
         self.stale_ms = None if self.stale_after is None else self.stale_after * step
@@ -110,8 +113,9 @@ class _Hooks:
         pos = broker.getposition(data)
         ohlcv = (data.open[0], data.high[0], data.low[0], data.close[0], data.volume[0])
         state = strategy.session_state() if hasattr(strategy, "session_state") else None
+        fan = forecast_fan(strategy, self.symbol, ts)
         self.journal.record_bar(ts, ohlcv, cash=broker.getcash(), value=broker.getvalue(), size=pos.size,
-                                price=pos.price, state=state)  # fmt: skip
+                                price=pos.price, state=state, forecast=fan)  # fmt: skip
         self.bars += 1
         if self.refitter is not None:  # between this bar and the next: the only place a model swaps
             self.refitter.after_bar(data, ts)
@@ -119,6 +123,28 @@ class _Hooks:
             self.until is not None and ts >= self.until
         ):
             strategy.env.runstop()
+
+
+def forecast_fan(strategy: bt.Strategy, symbol: str, ts: int) -> ForecastFan | None:
+    """The newest forecast of the strategy's first indicator that has one (``KronosSignal.latest_forecast``)
+    as close quantiles and mean per step, stamped with the last bar it saw; None without such an indicator."""
+    for indicator in strategy.getindicators():
+        forecast = getattr(indicator, "latest_forecast", None)
+        if forecast is None:
+            continue
+        end = ts if forecast.history_end is None else _epoch_ms(forecast.history_end)
+        bands = forecast.quantile(list(FAN_LEVELS), "close")
+        mean = forecast.mean[:, forecast.columns.index("close")]
+        quantiles = {q: [float(x) for x in band] for q, band in zip(FAN_LEVELS, bands, strict=True)}
+        return ForecastFan(end, symbol, quantiles, [float(x) for x in mean])
+    return None
+
+
+def _epoch_ms(stamp: Any) -> int:
+    """Epoch ms of a timestamp (naive = UTC, as the feeds stamp bars)."""
+    ts = pd.Timestamp(stamp)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return int(ts.value // 1_000_000)
 
 
 def restore_state(strategy: bt.Strategy, journal: Journal, bar_before: int | None = None) -> None:

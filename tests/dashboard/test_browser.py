@@ -165,14 +165,13 @@ def test_broken_sweep_and_session_pages_render_without_script_errors(driver, app
 
 
 def test_a_journaled_forecast_is_drawn_as_a_fan(driver, serve, tmp_path):
-    """If the journal gains a ``forecasts`` table, the latest row per symbol is drawn as a fan."""
+    """The latest row per symbol of the journal's ``forecasts`` table is drawn as a fan."""
     import sqlite3
 
     from .conftest import write_journal
 
     journal = write_journal(tmp_path / "fc.sqlite")
     with sqlite3.connect(journal) as db:
-        db.execute("CREATE TABLE forecasts (bar_ts INTEGER, symbol TEXT, quantiles TEXT, mean TEXT)")
         db.execute(
             "INSERT INTO forecasts VALUES (1, 'BTC/USDT', ?, ?)",
             ('{"0.1": [99, 98], "0.9": [101, 103]}', "[100, 100.5]"),
