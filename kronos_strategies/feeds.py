@@ -21,6 +21,7 @@ from kronos_model.errors import DataError, InsufficientHistoryError, TimestampEr
 __all__ = [
     "DATASETS",
     "KronosFeed",
+    "as_index_time",
     "bar_timestamps",
     "data_fingerprint",
     "load_dataset",
@@ -191,8 +192,8 @@ def slice_with_warmup(
     The warm-up bars only feed the first lookback window; trading starts at the returned timestamp.
     """
     idx = frame.index
-    lo = 0 if start is None else int(idx.searchsorted(_as_stamp(start, idx), side="left"))
-    hi = len(idx) if end is None else int(idx.searchsorted(_as_stamp(end, idx), side="right"))
+    lo = 0 if start is None else int(idx.searchsorted(as_index_time(start, idx), side="left"))
+    hi = len(idx) if end is None else int(idx.searchsorted(as_index_time(end, idx), side="right"))
     if hi <= lo:
         raise InsufficientHistoryError(
             f"no bars from {start or 'the start'} to {end or 'the end'}; the data covers {idx[0]} .. {idx[-1]}"
@@ -200,7 +201,7 @@ def slice_with_warmup(
     return frame.iloc[max(0, lo - warmup) : hi], idx[lo]
 
 
-def _as_stamp(value: object, idx: pd.DatetimeIndex) -> pd.Timestamp:
+def as_index_time(value: object, idx: pd.DatetimeIndex) -> pd.Timestamp:
     """A date bound in the index's timezone (naive bounds are read as local to the data)."""
     stamp = pd.Timestamp(value)
     if idx.tz is not None:

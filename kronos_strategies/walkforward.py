@@ -39,7 +39,7 @@ from kronos_model.training import FinetuneConfig, finetune
 from .cache import ForecastCache
 from .config import BacktestConfig, register_section
 from .errors import ConfigError
-from .feeds import data_fingerprint, read_ohlcv
+from .feeds import as_index_time, data_fingerprint, read_ohlcv
 from .forecasting import ForecastSpec, cached_forecasts
 
 __all__ = [
@@ -235,8 +235,8 @@ def make_schedule(
     window reaches before the first bar, or when there is nothing to trade.
     """
     times = pd.DatetimeIndex(times)
-    lo = int(times.searchsorted(_stamp(start, times), side="left"))
-    hi = len(times) if end is None else int(times.searchsorted(_stamp(end, times), side="right"))
+    lo = int(times.searchsorted(as_index_time(start, times), side="left"))
+    hi = len(times) if end is None else int(times.searchsorted(as_index_time(end, times), side="right"))
     if hi <= lo:
         raise InsufficientHistoryError(f"no bars to trade between {start} and {end}")
     if isinstance(every, str):
@@ -256,16 +256,6 @@ def make_schedule(
         folds.append(Fold(k, train_start, first, stop, times[train_start], times[first - 1], times[first],
                           times[stop - 1]))  # fmt: skip
     return folds
-
-
-def _stamp(value: object, times: pd.DatetimeIndex) -> pd.Timestamp:
-    """A bound in the bars' timezone (a naive bound is read as local to the bars)."""
-    stamp = pd.Timestamp(value)
-    if times.tz is not None and stamp.tzinfo is None:
-        return stamp.tz_localize(times.tz)
-    if times.tz is None and stamp.tzinfo is not None:
-        return stamp.tz_convert("UTC").tz_localize(None)
-    return stamp
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -106,12 +106,12 @@ def run_handler(args: argparse.Namespace) -> int:
 def forecast_handler(args: argparse.Namespace) -> int:
     """Forecast the bars after the last row of a CSV: forecast CSV + fan chart PNG."""
     from kronos_model import KronosPredictor
-    from kronos_strategies.feeds import read_ohlcv
+    from kronos_strategies.feeds import as_index_time, read_ohlcv
     from kronos_strategies.reporting import plot_fan
 
     frame = read_ohlcv(args.csv, timestamp_column=args.timestamp_column, tz=args.tz)
     if args.end:
-        frame = frame[frame.index <= _bound(args.end, frame.index)]
+        frame = frame[frame.index <= as_index_time(args.end, frame.index)]
     if len(frame) < 3:
         raise InsufficientHistoryError(f"{args.csv} has {len(frame)} bars up to --end; need at least 3")
     try:
@@ -136,15 +136,6 @@ def forecast_handler(args: argparse.Namespace) -> int:
         f"at the last step\nwrote {out_csv}, {out_png}"
     )
     return 0
-
-
-def _bound(value: str, index: Any) -> Any:
-    import pandas as pd
-
-    stamp = pd.Timestamp(value)
-    if index.tz is not None and stamp.tzinfo is None:
-        stamp = stamp.tz_localize(index.tz)
-    return stamp
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from kronos_model.errors import DataError, InsufficientHistoryError
 
-from ..feeds import slice_with_warmup
+from ..feeds import as_index_time, slice_with_warmup
 
 __all__ = ["AlignedUniverse", "align_universe"]
 
@@ -77,7 +77,7 @@ def align_universe(
         {n: pd.Series(np.arange(len(f)), index=f.index).reindex(index).fillna(-1).astype(int) for n, f in sliced.items()}
     )  # fmt: skip
     eligible = position >= need - 1
-    first = index[0] if start is None else index[index.searchsorted(_bound(start, index))]
+    first = index[0] if start is None else index[index.searchsorted(as_index_time(start, index))]
     first_ranked = eligible.any(axis=1).idxmax()
     trade_start = max(first, first_ranked)
     return AlignedUniverse(
@@ -89,15 +89,6 @@ def align_universe(
         start=trade_start,
         last_bar={n: f.index[-1] for n, f in sliced.items()},
     )
-
-
-def _bound(value: object, index: pd.DatetimeIndex) -> pd.Timestamp:
-    stamp = pd.Timestamp(value)
-    if index.tz is not None and stamp.tzinfo is None:
-        return stamp.tz_localize(index.tz)
-    if index.tz is None and stamp.tzinfo is not None:
-        return stamp.tz_convert("UTC").tz_localize(None)
-    return stamp
 
 
 def _check_timezones(frames: dict[str, pd.DataFrame]) -> None:
