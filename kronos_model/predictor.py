@@ -131,6 +131,11 @@ class KronosPredictor:
         """sha256 of both modules' configs and weights (plus max_context and clip): a cache key."""
         return module_fingerprint(self.tokenizer, self.model) + f"-c{self.max_context}-k{self.clip:g}"
 
+    def refresh_fingerprint(self) -> str:
+        """Recompute :attr:`fingerprint` after the weights changed in place (e.g. fine-tuning) and return it."""
+        self.__dict__.pop("fingerprint", None)
+        return self.fingerprint
+
     # -- input preparation ----------------------------------------------------------------------
     def _window(
         self, df: pd.DataFrame, x_timestamp: Any, y_timestamp: Any, pred_len: int, name: str

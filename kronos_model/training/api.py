@@ -118,7 +118,7 @@ def finetune(
     tok_result = finetune_tokenizer(tokenizer, frames, tokenizer_cfg or cfg) if train_tokenizer else None
     pred_result = finetune_predictor(model, tokenizer, frames, cfg)
     if not isinstance(predictor_or_pair, tuple):  # the wrapper's cached weight fingerprint is stale now
-        vars(predictor_or_pair).pop("fingerprint", None)
+        predictor_or_pair.refresh_fingerprint()
     return PairResult(model, tokenizer, tok_result, pred_result)
 
 
