@@ -42,6 +42,7 @@ __all__ = [
     "check_param_types",
     "load_config",
     "register_section",
+    "check_data_source",
 ]
 
 
@@ -300,36 +301,54 @@ def _iso(value: str | None, key: str) -> datetime.datetime | None:
         raise ConfigError(f"'{key}' must be an ISO date like 2015-01-01, got {value!r}") from None
 
 
+def check_data_source(data: DataConfig, start: str | None, prefix: str = "data.", where: str = "") -> None:
+    """The rules of one ``data:`` mapping (a file, a built-in data set or ``source: ccxt``). Keys are named
+    ``prefix + key`` and messages start with ``where`` (a universe names the asset)."""
+
+    def rule(ok: bool, message: str) -> None:
+        if not ok:
+            raise ConfigError(where + message)
+
+    def key(name: str) -> str:
+        return f"'{prefix}{name}'"
+
+    rule(
+        data.source in (None, "ccxt"), f"{key('source')} must be 'ccxt' or null (a file), got {data.source!r}"
+    )
+    if data.source != "ccxt":
+        rule(
+            (data.path is None) != (data.dataset is None),
+            f"set exactly one of {key('path')} (a CSV/Parquet file), {key('dataset')} (built-in, e.g. sp500) "
+            f"and '{prefix}source: ccxt'",
+        )
+        return
+    rule(
+        data.path is None and data.dataset is None,
+        f"'{prefix}source: ccxt' downloads the bars: remove {key('path')} / {key('dataset')}",
+    )
+    rule(
+        isinstance(data.symbol, str) and "/" in data.symbol,
+        f"{key('symbol')} is required with '{prefix}source: ccxt' and must look like 'BTC/USDT', got {data.symbol!r}",
+    )
+    rule(
+        data.since is not None or start is not None,
+        f"'{prefix}source: ccxt' needs where to start: set {key('since')} or 'dates.start'",
+    )
+    rule(
+        data.url is None or data.url.startswith(("http://", "https://")),
+        f"{key('url')} must start with http:// or https://, got {data.url!r}",
+    )
+    try:
+        _iso(data.since, f"{prefix}since")
+    except ConfigError as exc:
+        raise ConfigError(where + str(exc)) from None
+
+
 def _validate(cfg: BacktestConfig) -> None:
     """Rules across fields; each message says which key to change."""
     data, ind = cfg.data, cfg.indicator
-    _rule(
-        data.source in (None, "ccxt"), f"'data.source' must be 'ccxt' or null (a file), got {data.source!r}"
-    )
-    if data.source == "ccxt":
-        _rule(
-            data.path is None and data.dataset is None,
-            "'data.source: ccxt' downloads the bars: remove 'data.path' / 'data.dataset'",
-        )
-        _rule(
-            isinstance(data.symbol, str) and "/" in data.symbol,
-            f"'data.symbol' is required with 'data.source: ccxt' and must look like 'BTC/USDT', got {data.symbol!r}",
-        )
-        _rule(
-            data.since is not None or cfg.dates.start is not None,
-            "'data.source: ccxt' needs where to start: set 'data.since' or 'dates.start'",
-        )
-        _rule(
-            data.url is None or data.url.startswith(("http://", "https://")),
-            f"'data.url' must start with http:// or https://, got {data.url!r}",
-        )
-        _iso(data.since, "data.since")
-    elif "universe" not in cfg.sections:  # a `universe:` block (kronos_strategies.universe) replaces `data:`
-        _rule(
-            (data.path is None) != (data.dataset is None),
-            "set exactly one of 'data.path' (a CSV/Parquet file), 'data.dataset' (built-in, e.g. sp500) "
-            "and 'data.source: ccxt'",
-        )
+    if "universe" not in cfg.sections:  # a `universe:` block (kronos_strategies.universe) replaces `data:`
+        check_data_source(data, cfg.dates.start)
     _check_tz(data.tz)
     _rule(
         data.periods_per_year is None or data.periods_per_year > 0,

@@ -7,10 +7,9 @@ set by ``kronos-bt run --data-dir DIR``). Every error names the asset it is abou
 
 from __future__ import annotations
 
-import datetime
 from dataclasses import dataclass
 
-from ..config import BacktestConfig, DataConfig, register_section
+from ..config import BacktestConfig, DataConfig, check_data_source, register_section
 from ..errors import ConfigError
 
 __all__ = ["SIGNALS", "UniverseConfig", "asset_label"]
@@ -53,35 +52,7 @@ def _check_asset(asset: DataConfig, i: int, cfg: BacktestConfig) -> None:
     """The rules of ``data:`` for one asset, each message naming it."""
     where = f"universe.assets[{i}] ({asset_label(asset, i)!r})"
 
-    def rule(ok: bool, message: str) -> None:
-        if not ok:
-            raise ConfigError(f"{where}: {message}")
-
-    rule(asset.source in (None, "ccxt"), f"'source' must be 'ccxt' or null (a file), got {asset.source!r}")
-    if asset.source == "ccxt":
-        rule(
-            asset.path is None and asset.dataset is None,
-            "'source: ccxt' downloads the bars: remove 'path' / 'dataset'",
-        )
-        rule(
-            isinstance(asset.symbol, str) and "/" in asset.symbol,
-            f"'symbol' must look like 'BTC/USDT', got {asset.symbol!r}",
-        )
-        rule(
-            asset.since is not None or cfg.dates.start is not None,
-            "'source: ccxt' needs 'since' or 'dates.start'",
-        )
-        rule(
-            asset.url is None or asset.url.startswith(("http://", "https://")),
-            f"'url' must start with http://, got {asset.url!r}",
-        )
-        if asset.since is not None:
-            try:
-                datetime.datetime.fromisoformat(asset.since)
-            except ValueError:
-                rule(False, f"'since' must be an ISO date like 2021-01-01, got {asset.since!r}")
-    else:
-        rule((asset.path is None) != (asset.dataset is None), "set exactly one of 'path', 'dataset' and 'source: ccxt'")  # fmt: skip
+    check_data_source(asset, cfg.dates.start, prefix="", where=f"{where}: ")
 
 
 def validate_universe(uni: UniverseConfig, cfg: BacktestConfig) -> None:
