@@ -24,6 +24,14 @@ def _strategy(cfg: Any, timeframe_ms: int, predictor: Any = None) -> tuple[type,
     strategy = load_object(cfg.strategy.name, kind="strategy")
     if not (isinstance(strategy, type) and issubclass(strategy, bt.Strategy)):
         raise ConfigError(f"strategy.name {cfg.strategy.name!r} is not a backtrader Strategy class")
+    from kronos_strategies.universe.strategy import UniverseStrategy
+
+    if "universe" in cfg.sections or issubclass(strategy, UniverseStrategy):
+        # one symbol per session: a ranking strategy on one feed would send orders no backtest ever made
+        raise ConfigError(
+            f"paper trading runs one symbol; {cfg.strategy.name!r} / a universe: block ranks several assets, "
+            "which paper trading does not support yet: backtest it with kronos-bt run"
+        )
     check_names(cfg.strategy.params, strategy.params._getkeys(), "strategy.params")
     params = dict(cfg.strategy.params)
     if issubclass(strategy, KronosStrategy):
