@@ -505,7 +505,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 # Modules that register the optional sections; imported on first use so every entry point knows them.
 SECTION_MODULES: dict[str, str] = {
-    "finetune": "kronos_strategies.walkforward",
+    "finetune": "kronos_strategies.walkforward.config",
     "paper": "kronos_strategies.paper.config",
     "sweep": "kronos_strategies.sweep.plan",
     "universe": "kronos_strategies.universe.config",

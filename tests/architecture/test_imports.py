@@ -71,7 +71,7 @@ def test_signal_only_touches_ccxt_when_asked():
 def test_importing_reports_never_changes_the_users_matplotlib_backend():
     code = (
         "import matplotlib\nmatplotlib.use('svg')\n"
-        "import kronos_strategies.reporting, kronos_strategies.walkforward_report, kronos_model.evaluation\n"
+        "import kronos_strategies.reporting, kronos_strategies.walkforward.report, kronos_model.evaluation\n"
         "import kronos_strategies.sweep.report\n"
         "print(matplotlib.get_backend())"
     )

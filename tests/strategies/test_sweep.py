@@ -309,7 +309,7 @@ def test_plan_walkforward_jobs_split_by_finetune_settings(sp500, tiny_dir, tmp_p
 def test_walkforward_sweep_trains_each_fold_once_before_the_backtests(sp500, tiny_dir, tmp_path, monkeypatch):
     """In-process: the precompute trains and forecasts everything; the backtests train and compute nothing."""
     from kronos_model import KronosPredictor
-    from kronos_strategies import walkforward
+    from kronos_strategies.walkforward import engine as walkforward
     from kronos_strategies.sweep import run as sweep
 
     phase = ["precompute"]

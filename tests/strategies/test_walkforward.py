@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from kronos_model.errors import InsufficientHistoryError
-from kronos_strategies import walkforward
 from kronos_strategies.cache import ForecastCache
 from kronos_strategies.config import load_config
 from kronos_strategies.errors import ConfigError
@@ -21,8 +20,10 @@ from kronos_strategies.walkforward import (
     WalkForwardConfig,
     make_schedule,
     run_walkforward,
+    skill,
+    write_walkforward_report,
 )
-from kronos_strategies.walkforward_report import skill, write_walkforward_report
+from kronos_strategies.walkforward import engine as walkforward  # fold training calls engine.finetune
 
 from .conftest import tiny_config
 
@@ -329,3 +330,15 @@ def test_fold_without_room_for_validation_is_an_error(
         settings = WalkForwardConfig(**{**SETTINGS, "window": "expanding", "val_bars": 60})
         folds = make_schedule(bars.index, bars.index[50], every=25, window="expanding")
         run_walkforward(counting_predictor, bars, folds, settings, SPEC, fold_dir=tmp_path, cache=None)
+
+
+def test_old_report_module_still_imports_with_a_deprecation_warning():
+    import importlib
+    import sys
+
+    from kronos_strategies.walkforward import report
+
+    sys.modules.pop("kronos_strategies.walkforward_report", None)
+    with pytest.warns(DeprecationWarning, match="kronos_strategies.walkforward"):
+        old = importlib.import_module("kronos_strategies.walkforward_report")
+    assert old.write_walkforward_report is report.write_walkforward_report and old.skill is report.skill
