@@ -31,9 +31,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kronos_strategies.paper.emulator import ExchangeEmulator  # noqa: E402
+from kronos_strategies.emulator import (  # noqa: E402
+    ExchangeEmulator,  # noqa: E402
+    MarketRules,
+    MatchingEngine,
+    ReplayClock,
+    load_candles,
+)
 from kronos_strategies.paper.journal import Journal  # noqa: E402
-from kronos_strategies.paper.matching import MarketRules, MatchingEngine, ReplayClock, load_candles  # noqa: E402
 from kronos_strategies.paper.session import PaperSession  # noqa: E402
 from tests.paper.helpers import API_KEY, ENV, SECRET, TF_MS, Churn, fast_config, write_candles  # noqa: E402
 

@@ -104,7 +104,7 @@ def load_bars(cfg: BacktestConfig) -> pd.DataFrame:
     if data.dataset is not None:
         return read_ohlcv(load_dataset(data.dataset), tz=data.tz, name=data.name or data.dataset)
     if data.source == "ccxt":  # cached exchange download (the paper-trading client)
-        from .paper.history import load_ccxt_bars
+        from .exchange.history import load_ccxt_bars
 
         name = data.name or f"{data.symbol} {data.timeframe}"
         return read_ohlcv(load_ccxt_bars(cfg), tz=data.tz, name=name)

@@ -151,17 +151,21 @@ def _expand(path: str) -> list[Path]:
 
 def _ccxt_frame(entry: Any, until: str | None) -> pd.DataFrame:
     """Closed candles [since, until) of one ccxt source, through the backtests' cached download."""
-    from kronos_strategies.paper.exchange import ExchangeClient, make_exchange
-    from kronos_strategies.paper.history import _cache_dir, _epoch_ms
-    from kronos_strategies.paper.livefeed import download_history
+    from kronos_strategies.exchange import (
+        ExchangeClient,
+        candle_cache_dir,
+        download_history,
+        epoch_ms,
+        make_exchange,
+    )
 
     if not entry.symbol or not entry.since:
         raise ConfigError("a 'source: ccxt' data entry needs symbol: and since: (and optionally until:)")
     exchange = make_exchange(entry.exchange, url=entry.url)
     client = ExchangeClient(exchange, str(entry.symbol))
-    end = None if until is None else _epoch_ms(str(until))
-    cache = _cache_dir(entry.cache_dir, entry.url)
-    start = _epoch_ms(str(entry.since))
+    end = None if until is None else epoch_ms(str(until))
+    cache = candle_cache_dir(entry.cache_dir, entry.url)
+    start = epoch_ms(str(entry.since))
     if cache is None:
         return download_history(client, entry.timeframe, start, end, cache_dir=None)
     cache.mkdir(parents=True, exist_ok=True)

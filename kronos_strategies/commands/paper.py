@@ -63,8 +63,8 @@ def paper_handler(args: argparse.Namespace) -> int:
     import ccxt
 
     from kronos_strategies.config import load_config
+    from kronos_strategies.exchange.timeframes import timeframe_ms
     from kronos_strategies.paper.config import paper_config
-    from kronos_strategies.paper.livefeed import timeframe_ms
     from kronos_strategies.paper.session import PaperSession, describe
 
     _refuse_live_from_command_line(list(args.set or []))
@@ -113,9 +113,15 @@ def emulator_handler(args: argparse.Namespace) -> int:
     """Serve a CSV as a Binance-like exchange on 127.0.0.1 until interrupted (or ``--exit-after``)."""
     import ccxt
 
-    from kronos_strategies.paper.emulator import ExchangeEmulator, FaultPlan
-    from kronos_strategies.paper.livefeed import timeframe_ms
-    from kronos_strategies.paper.matching import MarketRules, MatchingEngine, ReplayClock, load_candles
+    from kronos_strategies.emulator import (
+        ExchangeEmulator,
+        FaultPlan,
+        MarketRules,
+        MatchingEngine,
+        ReplayClock,
+        load_candles,
+    )
+    from kronos_strategies.exchange.timeframes import timeframe_ms
 
     candles = load_candles(args.csv)
     step = timeframe_ms(ccxt.Exchange, args.timeframe)

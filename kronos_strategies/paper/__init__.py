@@ -1,35 +1,38 @@
-"""Paper, sandbox and live trading through ccxt: live feed, brokers, journal, and a loopback exchange emulator."""
+"""Paper, sandbox and live trading through ccxt: live feed, brokers, journal and sessions.
+
+Exchange access lives in :mod:`kronos_strategies.exchange` and the loopback exchange emulator in
+:mod:`kronos_strategies.emulator`; their old names here still resolve for one release, with a DeprecationWarning.
+"""
 
 from __future__ import annotations
 
+from kronos_strategies.lazy import moved_getattr
+
 from .broker import CcxtBroker, PaperBroker, make_cid
 from .config import PaperConfig, PaperSection, paper_config
-from .emulator import ExchangeEmulator, FaultPlan
-from .exchange import ExchangeClient, make_exchange
 from .journal import Journal
-from .livefeed import CcxtLiveFeed, download_history
-from .matching import MarketRules, MatchingEngine, ReplayClock, load_candles
+from .livefeed import CcxtLiveFeed
 from .session import LiveTradingRefused, PaperSession, SessionResult
 
 __all__ = [
     "CcxtBroker",
     "CcxtLiveFeed",
-    "ExchangeClient",
-    "ExchangeEmulator",
-    "FaultPlan",
     "Journal",
     "LiveTradingRefused",
-    "MarketRules",
-    "MatchingEngine",
     "PaperBroker",
     "PaperConfig",
     "PaperSection",
     "PaperSession",
-    "ReplayClock",
     "SessionResult",
-    "download_history",
-    "load_candles",
     "paper_config",
     "make_cid",
-    "make_exchange",
 ]
+
+__getattr__ = moved_getattr(
+    __name__,
+    dict.fromkeys(("ExchangeClient", "make_exchange", "download_history"), "kronos_strategies.exchange")
+    | dict.fromkeys(
+        ("ExchangeEmulator", "FaultPlan", "MarketRules", "MatchingEngine", "ReplayClock", "load_candles"),
+        "kronos_strategies.emulator",
+    ),
+)

@@ -17,9 +17,9 @@ from typing import Any
 import backtrader as bt
 
 from kronos_strategies.errors import ExchangeError, OrderRejectedError, TemporaryExchangeError
+from kronos_strategies.exchange.timeframes import bar_ms, ms_to_datetime
 
 from .journal import OPEN_STATES, Journal
-from .livefeed import bar_ms, ms_to_datetime
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ class CcxtBroker(_CidMixin, bt.BrokerBase):
     """Orders for one symbol on a ccxt exchange (sandbox or live), each placed at most once.
 
     Params:
-      - client: a loaded :class:`~kronos_strategies.paper.exchange.ExchangeClient`
+      - client: a loaded :class:`~kronos_strategies.exchange.ExchangeClient`
       - journal: the session's :class:`Journal`
       - data: the traded feed
       - poll: seconds between order/fill polls

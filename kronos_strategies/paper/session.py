@@ -19,16 +19,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import backtrader as bt
-import pandas as pd
 
 from kronos_strategies.errors import ConfigError, LiveTradingRefused
+from kronos_strategies.exchange.client import ExchangeClient, make_exchange
+from kronos_strategies.exchange.history import bars_back
+from kronos_strategies.exchange.timeframes import bar_ms, bt_timeframe, epoch_ms, ms_to_datetime, timeframe_ms
 from kronos_strategies.strategy import FractionalCommission, configure_broker
 
 from .broker import CcxtBroker, PaperBroker, replay_from
 from .config import PaperConfig
-from .exchange import ExchangeClient, make_exchange
 from .journal import ForecastFan, Journal
-from .livefeed import CcxtLiveFeed, bar_ms, bars_back, bt_timeframe, ms_to_datetime, timeframe_ms
+from .livefeed import CcxtLiveFeed
 
 if TYPE_CHECKING:
     from .refit import LiveRefitter
@@ -132,19 +133,12 @@ def forecast_fan(strategy: bt.Strategy, symbol: str, ts: int) -> ForecastFan | N
         forecast = getattr(indicator, "latest_forecast", None)
         if forecast is None:
             continue
-        end = ts if forecast.history_end is None else _epoch_ms(forecast.history_end)
+        end = ts if forecast.history_end is None else epoch_ms(forecast.history_end)
         bands = forecast.quantile(list(FAN_LEVELS), "close")
         mean = forecast.mean[:, forecast.columns.index("close")]
         quantiles = {q: [float(x) for x in band] for q, band in zip(FAN_LEVELS, bands, strict=True)}
         return ForecastFan(end, symbol, quantiles, [float(x) for x in mean])
     return None
-
-
-def _epoch_ms(stamp: Any) -> int:
-    """Epoch ms of a timestamp (naive = UTC, as the feeds stamp bars)."""
-    ts = pd.Timestamp(stamp)
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return int(ts.value // 1_000_000)
 
 
 def restore_state(strategy: bt.Strategy, journal: Journal, bar_before: int | None = None) -> None:

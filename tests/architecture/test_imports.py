@@ -81,8 +81,8 @@ def test_importing_reports_never_changes_the_users_matplotlib_backend():
 
 # Exceptions that are not part of the project's error tree: the emulator's own control flow (it plays the exchange).
 EMULATOR_INTERNALS = {
-    "kronos_strategies.paper.matching": {"EmulatorReject"},
-    "kronos_strategies.paper.emulator": {"_Drop"},
+    "kronos_strategies.emulator.matching": {"EmulatorReject"},
+    "kronos_strategies.emulator.server": {"_Drop"},
 }
 
 

@@ -10,7 +10,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest  # noqa: E402
 
-from kronos_strategies.paper.emulator import ExchangeEmulator  # noqa: E402
+from kronos_strategies.emulator import ExchangeEmulator  # noqa: E402
 
 from .helpers import start_emulator, write_candles  # noqa: E402
 

@@ -10,10 +10,16 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
+from kronos_strategies.emulator import (
+    ExchangeEmulator,
+    FaultPlan,
+    MarketRules,
+    MatchingEngine,
+    ReplayClock,
+    load_candles,
+)
+from kronos_strategies.exchange.client import ExchangeClient, make_exchange
 from kronos_strategies.paper.config import PaperConfig
-from kronos_strategies.paper.emulator import ExchangeEmulator, FaultPlan
-from kronos_strategies.paper.exchange import ExchangeClient, make_exchange
-from kronos_strategies.paper.matching import MarketRules, MatchingEngine, ReplayClock, load_candles
 
 API_KEY = "test-key-7f3a"
 SECRET = "s3cr3t-do-not-print-9c1e55"

@@ -8,9 +8,8 @@ import ccxt
 import numpy as np
 import pytest
 
-from kronos_strategies.paper.emulator import FaultPlan
-from kronos_strategies.paper.exchange import make_exchange
-from kronos_strategies.paper.matching import load_candles
+from kronos_strategies.emulator import FaultPlan, load_candles
+from kronos_strategies.exchange.client import make_exchange
 
 from .helpers import API_KEY, SECRET, TF_MS
 

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
+from kronos_strategies.emulator import FaultPlan
 from kronos_strategies.errors import ConfigError, OrderRejectedError, TemporaryExchangeError
-from kronos_strategies.paper.emulator import FaultPlan
-from kronos_strategies.paper.exchange import (
+from kronos_strategies.exchange.client import (
     ExchangeAuthError,
     ExchangeClient,
     OrderInFlightError,

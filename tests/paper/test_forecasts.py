@@ -11,9 +11,9 @@ import pytest
 
 from kronos_strategies.dashboard import DashboardSettings, create_app
 from kronos_strategies.dashboard.sessions import read_session
+from kronos_strategies.exchange import download_history
 from kronos_strategies.indicator import KronosSignal
 from kronos_strategies.paper.journal import ForecastFan, Journal
-from kronos_strategies.paper.livefeed import download_history
 from kronos_strategies.paper.session import PaperSession
 from kronos_strategies.strategy import load_object
 

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from kronos_strategies.config import load_config
+from kronos_strategies.emulator import load_candles
 from kronos_strategies.errors import ConfigError
-from kronos_strategies.paper.matching import load_candles
 from kronos_strategies.runner import run_backtest
 
 TINY = Path(__file__).resolve().parents[1] / "fixtures" / "tiny"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import backtrader as bt
 import numpy as np
 
-from kronos_strategies.paper.emulator import FaultPlan
-from kronos_strategies.paper.livefeed import CcxtLiveFeed, bar_ms, download_history
-from kronos_strategies.paper.matching import load_candles
+from kronos_strategies.emulator import FaultPlan, load_candles
+from kronos_strategies.exchange import bar_ms, download_history
+from kronos_strategies.paper.livefeed import CcxtLiveFeed
 
 from .helpers import TF_MS, exchange_client
 

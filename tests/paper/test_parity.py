@@ -13,7 +13,7 @@ from pathlib import Path
 import backtrader as bt
 import pytest
 
-from kronos_strategies.paper.livefeed import download_history
+from kronos_strategies.exchange import download_history
 from kronos_strategies.paper.session import PaperSession
 from kronos_strategies.strategy import (
     STRATEGIES,

@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from kronos_model import Kronos, KronosPredictor, KronosTokenizer
+from kronos_strategies.emulator import load_candles
 from kronos_strategies.errors import ConfigError
+from kronos_strategies.exchange import bar_ms, download_history
 from kronos_strategies.feeds import data_fingerprint, read_ohlcv
 from kronos_strategies.indicator import KronosSignal
 from kronos_strategies.paper.journal import Journal
-from kronos_strategies.paper.livefeed import bar_ms, download_history
-from kronos_strategies.paper.matching import load_candles
 from kronos_strategies.paper.refit import LiveRefitter
 from kronos_strategies.paper.session import PaperSession
 from kronos_strategies.strategy import load_object

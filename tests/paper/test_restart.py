@@ -15,9 +15,9 @@ import backtrader as bt
 import pandas as pd
 import pytest
 
+from kronos_strategies.emulator import load_candles
+from kronos_strategies.exchange import download_history
 from kronos_strategies.paper.journal import Journal
-from kronos_strategies.paper.livefeed import download_history
-from kronos_strategies.paper.matching import load_candles
 from kronos_strategies.paper.session import PaperSession
 from kronos_strategies.strategy import configure_broker, load_object
 

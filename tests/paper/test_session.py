@@ -16,12 +16,11 @@ from pathlib import Path
 import backtrader as bt
 import pytest
 
+from kronos_strategies.emulator import ExchangeEmulator, FaultPlan, load_candles
 from kronos_strategies.errors import ConfigError
-from kronos_strategies.paper.emulator import ExchangeEmulator, FaultPlan
-from kronos_strategies.paper.exchange import ExchangeAuthError
+from kronos_strategies.exchange import download_history
+from kronos_strategies.exchange.client import ExchangeAuthError
 from kronos_strategies.paper.journal import Journal
-from kronos_strategies.paper.livefeed import download_history
-from kronos_strategies.paper.matching import load_candles
 from kronos_strategies.paper.session import LiveTradingRefused, PaperSession
 from kronos_strategies.strategy import configure_broker
 

@@ -18,9 +18,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from kronos_strategies.paper.emulator import ExchangeEmulator, FaultPlan
+from kronos_strategies.emulator import (
+    ExchangeEmulator,
+    FaultPlan,
+    MarketRules,
+    MatchingEngine,
+    ReplayClock,
+    load_candles,
+)
 from kronos_strategies.paper.journal import Journal
-from kronos_strategies.paper.matching import MarketRules, MatchingEngine, ReplayClock, load_candles
 
 from .helpers import API_KEY, SECRET, TF_MS, write_candles
 

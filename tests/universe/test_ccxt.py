@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from kronos_strategies.paper.emulator import ExchangeEmulator
-from kronos_strategies.paper.matching import MarketRules, MatchingEngine, ReplayClock, load_candles
+from kronos_strategies.emulator import (
+    ExchangeEmulator,
+    MarketRules,
+    MatchingEngine,
+    ReplayClock,
+    load_candles,
+)
 from kronos_strategies.universe.runner import run_universe_backtest
 from tests.paper.helpers import API_KEY, SECRET, TF_MS, write_candles
 
