@@ -7,8 +7,9 @@ of each *input* token is fed, and the final decode runs on the last ``max_contex
 * ``use_cache=False`` recomputes the window at every step for every sample (the reference behaviour).
 * ``use_cache=True`` encodes and prefills each window once; its sample paths all read that prefill's
   keys/values (stored once per window, not per sample), and only the tokens they generate are cached per
-  sample row. Once a window would slide past
-  ``max_context`` every position changes, so that step is recomputed, exactly as the reference does.
+  sample row. Once a window would slide past ``max_context`` every position changes, so that step is
+  recomputed, exactly as the reference does. The cached steps are one fixed-shape call
+  (:func:`kronos_model.decoding.decode_cached`) that a GPU can replay as a CUDA graph.
 
 Windows of unequal length are left-padded; per-row RoPE positions and key masks keep each row's
 numbers those of its own unpadded window.
@@ -16,29 +17,15 @@ numbers those of its own unpadded window.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
+from .cuda_graph import captured_decode
+from .decoding import DecodeState, SamplingArgs, decode_cached, sample_step
 from .layers import left_pad_positions
-from .sampling import sample_from_logits
 from .tokenizer import KronosTokenizer
 from .transformer import Kronos
 
-
-@dataclass
-class SamplingArgs:
-    """Temperature, filters, and the randomness source (uniforms [N, P, 2] or a generator)."""
-
-    T: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    generator: torch.Generator | None = None
-    uniforms: torch.Tensor | None = None
-
-    def draw(self, logits: torch.Tensor, step: int, which: int) -> torch.Tensor:
-        u = None if self.uniforms is None else self.uniforms[:, step, which]
-        return sample_from_logits(logits, self.T, self.top_k, self.top_p, generator=self.generator, uniform=u)
+__all__ = ["SamplingArgs", "generate"]
 
 
 class _Window:
@@ -58,26 +45,6 @@ class _Window:
         self.sliding = bool((lengths > max_context).any())
 
 
-def _sample_step(
-    model: Kronos,
-    context_last: torch.Tensor,
-    key_mask,
-    dep_cache,
-    sampling: SamplingArgs,
-    step: int,
-    full_context: torch.Tensor | None = None,
-):
-    """s1 from the last context row, then s2 conditioned on it; returns ids [N, 1] each."""
-    s1 = sampling.draw(model.head(context_last[:, -1]), step, 0)
-    sibling = model.embedding.emb_s1(s1)
-    if dep_cache is None:
-        x2 = model.dep_layer(sibling, full_context, key_mask)[:, -1]
-    else:
-        x2 = model.dep_layer(sibling, context_last, key_mask, dep_cache)[:, -1]
-    s2 = sampling.draw(model.head.cond_forward(x2), step, 1)
-    return s1, s2
-
-
 @torch.inference_mode()
 def generate(
     tokenizer: KronosTokenizer,
@@ -92,6 +59,7 @@ def generate(
     *,
     clip: float = 5.0,
     use_cache: bool = True,
+    cuda_graph: bool = False,
     record: dict | None = None,
 ) -> torch.Tensor:
     """Forecast normalised bars.
@@ -102,6 +70,9 @@ def generate(
     lengths : [B] real history rows per window.
     stamps : [B, L + pred_len, 5] calendar features of history (left-padded alike) then future bars.
 
+    cuda_graph : replay the cached decode as a recorded CUDA graph (:mod:`kronos_model.cuda_graph`); off
+        CUDA the same static-buffer path runs eagerly. Unseeded draws then come from ``sampling.generator``
+        as uniforms, so they differ from the eager path's ``torch.multinomial`` stream.
     record : optional dict that receives side outputs: the generated ids ``gen_s1``/``gen_s2`` [N, pred_len]
         and ``history_recon`` [B, d_in], the decoder's reconstruction of each window's last history bar.
 
@@ -134,42 +105,30 @@ def generate(
     stamp_buf = stamps.repeat_interleave(sample_count, 0)
     row_lengths = lengths.repeat_interleave(sample_count)
 
-    cache = None
-    for step in range(pred_len):
-        n_tokens = row_lengths + step
-        win = _Window(n_tokens, width + step, max_context, device)
+    # steps whose window stays inside max_context share one prefill; later ones recompute (the reference)
+    n_cached = min(pred_len, max(0, max_context - width + 1)) if use_cache else 0
+    if n_cached:
+        positions, key_mask = left_pad_positions(row_lengths + pred_len, total)
+        state = DecodeState(
+            s1_buf,
+            s2_buf,
+            stamp_buf,
+            positions.to(device),
+            None if key_mask is None else key_mask.to(device),
+            width,
+        )
+        _decode_cached(model, state, sampling, sample_count, n_cached, cuda_graph)
+    for step in range(n_cached, pred_len):
+        win = _Window(row_lengths + step, width + step, max_context, device)
         cols = slice(win.start, win.end)
-        if use_cache and cache is not None and not win.sliding:
-            # one new token per row, at the next position of its window
-            new = slice(win.end - 1, win.end)
-            key_mask = None if win.key_mask is None else win.key_mask
-            context = model.backbone(
-                s1_buf[:, new], s2_buf[:, new], stamp_buf[:, new], win.positions[:, -1:], key_mask, cache
-            )
-            cache.dep.append(*model.dep_layer.cross_attn.project_kv(context))
-            s1, s2 = _sample_step(model, context, key_mask, cache.dep, sampling, step)
-        elif use_cache and not win.sliding:
-            # prefill once per window, then share it across the sample paths
-            rows = slice(None, None, sample_count)
-            cache = model.new_cache(win.width + pred_len)
-            km = None if win.key_mask is None else win.key_mask[rows]
-            context = model.backbone(
-                s1_buf[rows, cols], s2_buf[rows, cols], stamp_buf[rows, cols], win.positions[rows], km, cache
-            )
-            cache.dep.append(*model.dep_layer.cross_attn.project_kv(context))
-            cache.share(sample_count)  # the sample rows read the prefill; only new tokens are per row
-            context_last = context[:, -1:].repeat_interleave(sample_count, 0)
-            s1, s2 = _sample_step(model, context_last, win.key_mask, cache.dep, sampling, step)
-        else:
-            cache = None
-            context = model.backbone(
-                s1_buf[:, cols],
-                s2_buf[:, cols],
-                stamp_buf[:, cols],
-                None if win.key_mask is None else win.positions,
-                win.key_mask,
-            )
-            s1, s2 = _sample_step(model, context, win.key_mask, None, sampling, step, full_context=context)
+        context = model.backbone(
+            s1_buf[:, cols],
+            s2_buf[:, cols],
+            stamp_buf[:, cols],
+            None if win.key_mask is None else win.positions,
+            win.key_mask,
+        )
+        s1, s2 = sample_step(model, context, win.key_mask, None, sampling, step, full_context=context)
         s1_buf[:, width + step] = s1[:, 0]
         s2_buf[:, width + step] = s2[:, 0]
 
@@ -189,6 +148,25 @@ def generate(
         record["gen_s1"], record["gen_s2"] = s1_buf[:, width:].clone(), s2_buf[:, width:].clone()
         record["history_recon"] = None if history_recon is None else history_recon.float()
     return decoded[:, -pred_len:].float().reshape(batch, sample_count, pred_len, -1)
+
+
+def _decode_cached(
+    model: Kronos, state: DecodeState, sampling: SamplingArgs, sample_count: int, steps: int, cuda_graph: bool
+) -> None:
+    """Run :func:`decode_cached` eagerly, or through the recorded graph of its signature."""
+    if cuda_graph:
+        rows, pred_len = state.s1.shape[0], state.s1.shape[1] - state.width
+        if sampling.uniforms is None:  # a replay takes its draws as data
+            gen = sampling.generator
+            draws = torch.rand(
+                rows, pred_len, 2, dtype=torch.float64, generator=gen, device=gen.device if gen else "cpu"
+            )
+            sampling.uniforms = draws.to(state.s1.device)
+        decoder = captured_decode(model, state, sampling, sample_count, steps, capture=state.s1.is_cuda)
+        if decoder is not None:
+            decoder(state, sampling.uniforms)
+            return
+    decode_cached(model, state, sampling, sample_count, steps)
 
 
 def _decode_shared_history(

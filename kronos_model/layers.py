@@ -37,9 +37,17 @@ class RotaryEmbedding(nn.Module):
         inv_freq = 1.0 / (10000 ** (torch.arange(0, head_dim, 2).float() / head_dim))
         self.register_buffer("inv_freq", inv_freq)
 
+    def _apply(self, fn, recurse=True):
+        # the table stays float32 when the model is cast to bf16/fp16: half-precision positions and
+        # frequencies would put tokens past position 256 at the wrong angle
+        inv_freq = self.inv_freq
+        super()._apply(fn, recurse)
+        self.inv_freq = inv_freq.to(self.inv_freq.device)
+        return self
+
     def cos_sin(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """cos, sin for integer positions [..., L] -> [..., L, hd]."""
-        angles = positions.to(self.inv_freq.dtype)[..., None] * self.inv_freq
+        angles = positions.float()[..., None] * self.inv_freq
         angles = torch.cat((angles, angles), dim=-1)
         return angles.cos(), angles.sin()
 
