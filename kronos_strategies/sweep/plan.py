@@ -1,6 +1,7 @@
 """Sweep planning: the ``sweep:`` YAML block, its validation, and the expansion into runs and forecast shards.
 
-Runs are (asset x parameter set); each gets a ``run_id`` hashing everything its result depends on. Runs
+Runs are (asset or universe x parameter set); each gets a ``run_id`` hashing everything its result depends on
+(config, bars and the model's checkpoint files, see :mod:`.fingerprint`). Runs
 that need the same forecasts form a group, whose forecast bars are cut into date-range shards. Groups
 with a ``finetune:`` (walk-forward) block instead become walk-forward jobs: one per (asset, model,
 fine-tuning settings), which trains each fold once and forecasts every sampling variant in turn.
@@ -26,6 +27,16 @@ from ..config import BacktestConfig, DataConfig, build_dataclass, load_config, r
 from ..errors import ConfigError
 from ..feeds import DATASETS, data_fingerprint, slice_with_warmup
 from ..runner import load_bars, strategy_classes
+from .fingerprint import checkpoint_fingerprint
+from .universes import (
+    SOURCE_KEYS,
+    UniverseShard,
+    universe_data_fingerprint,
+    universe_entry,
+    universe_label,
+    universe_raw,
+    universe_shards,
+)  # fmt: skip
 
 __all__ = [
     "OBJECTIVES", "RunSpec", "Shard", "SweepConfig", "SweepPlan", "WalkForwardJob", "param_sets", "plan_sweep",
@@ -33,9 +44,20 @@ __all__ = [
 
 OBJECTIVES: tuple[str, ...] = (
     "sharpe", "sortino", "cagr", "total_return", "max_drawdown", "volatility", "hit_rate", "exposure", "turnover",
+    "ic", "rank_ic", "ic_icir", "rank_ic_icir",
 )  # fmt: skip
+_CROSS_SECTIONAL = ("ic", "rank_ic", "ic_icir", "rank_ic_icir")  # objectives only a universe has
 # Top-level sections whose keys may be swept; name/output/engine only change bookkeeping.
-_SWEEPABLE: tuple[str, ...] = ("indicator", "strategy", "broker", "model", "dates", "data", "finetune")
+_SWEEPABLE: tuple[str, ...] = (
+    "indicator",
+    "strategy",
+    "broker",
+    "model",
+    "dates",
+    "data",
+    "finetune",
+    "universe",
+)
 # Keys that change neither a forecast nor a trade, left out of run ids so moving the cache keeps results.
 _NOT_IN_RUN_ID: tuple[tuple[str, str], ...] = (("indicator", "cache_dir"), ("indicator", "batch_size"))
 
@@ -51,6 +73,9 @@ class SweepConfig:
     samples: int = 20  # random search: parameter sets drawn (duplicates dropped)
     seed: int = 0  # random search: the draws' seed
     assets: tuple[Any, ...] = ()  # data sources: mappings like `data:`, a file path or a data set name
+    universes: tuple[
+        Any, ...
+    ] = ()  # with universe:, the universes: folders, globs or mappings of universe: keys
     objective: str = "sharpe"
     direction: str = "max"  # max or min
     top_n: int = 3  # full tear-sheets for the best N runs
@@ -120,10 +145,22 @@ def _check_key(base: Mapping[str, Any], key: str, value: Any) -> None:
             f"sweep key '{key}' cannot be swept: use a dotted key under {', '.join(_SWEEPABLE)} "
             f"(e.g. strategy.params.enter or indicator.lookback)"
         )
+    if top == "universe" and key.split(".")[1] in SOURCE_KEYS:
+        raise ConfigError(f"sweep key '{key}' cannot be swept: list the universes under 'sweep.universes'")
     try:
-        strategy_classes(load_config(_set_dotted(base, key, value)))
+        check_strategy(load_config(_set_dotted(base, key, value)))
     except ConfigError as exc:
         raise ConfigError(f"bad sweep key '{key}' (value {value!r}): {exc}") from None
+
+
+def check_strategy(cfg: BacktestConfig) -> None:
+    """The strategy (and indicator) classes a config names exist and take its params (universe: a ranking one)."""
+    if "universe" in cfg.sections:
+        from ..universe.runner import strategy_class
+
+        strategy_class(cfg)
+    else:
+        strategy_classes(cfg)
 
 
 def _asset_raw(item: Any, i: int) -> dict[str, Any]:
@@ -157,13 +194,25 @@ def _validate_sweep(section: SweepConfig, cfg: BacktestConfig) -> None:
             raise ConfigError(f"'sweep.{name}' must be >= {low}, got {getattr(section, name)}")
     if section.workers is not None and section.workers < 1:
         raise ConfigError(f"'sweep.workers' must be >= 1, got {section.workers}")
+    universe = "universe" in cfg.sections
+    if section.objective in _CROSS_SECTIONAL and not universe:
+        raise ConfigError(
+            f"'sweep.objective: {section.objective}' is a cross-sectional metric: it needs a universe: block"
+        )
+    if universe and section.assets:
+        raise ConfigError(
+            "a universe sweep lists 'sweep.universes' (folders, globs or mappings), not 'sweep.assets'"
+        )
+    if section.universes and not universe:
+        raise ConfigError("'sweep.universes' needs a universe: block in the config (or list 'sweep.assets')")
     base = _base_raw(cfg)
     for key, spec in section.params.items():
         _check_key(base, key, _choices(spec, key, section.method)[0])
-    labels = [_asset_label(_asset_raw(item, i)) for i, item in enumerate(section.assets)]
+    labels = [label for label, _ in _sources(section, base)]
     dupes = sorted({x for x in labels if labels.count(x) > 1})
     if dupes:
-        raise ConfigError(f"sweep.assets has duplicate names {dupes}: give each a distinct 'name'")
+        what = "universes" if universe else "assets"
+        raise ConfigError(f"sweep.{what} has duplicate names {dupes}: give each a distinct 'name'")
 
 
 register_section("sweep", SweepConfig, _validate_sweep)
@@ -248,8 +297,8 @@ class SweepPlan:
     config: BacktestConfig
     section: SweepConfig
     runs: list[RunSpec]
-    shards: list[Shard]
-    bars: dict[str, pd.DataFrame]
+    shards: list[Shard | UniverseShard]
+    bars: dict[str, Any]  # an asset's frame, or a universe's frames by asset name
     out: Path
     walkforward: list[WalkForwardJob] = field(default_factory=list)
 
@@ -266,14 +315,18 @@ def _digest(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _run_id(raw: Mapping[str, Any], data_fp: str) -> str:
-    """Hash of everything a run's result depends on (the config minus bookkeeping, plus the bars)."""
+def _run_id(raw: Mapping[str, Any], data_fp: str, model_fp: str) -> str:
+    """Hash of everything a run's result depends on (the config minus bookkeeping, the bars, the model files)."""
     payload = {k: v for k, v in raw.items() if k not in ("name", "output", "engine", "data")}
     payload["indicator"] = {
         k: v for k, v in payload["indicator"].items() if ("indicator", k) not in _NOT_IN_RUN_ID
     }
     payload["data"] = {k: v for k, v in raw["data"].items() if k in ("name", "tz")}
-    return _digest({"config": payload, "bars": data_fp})
+    # which files the model came from does not matter either: their bytes are in ``model_fp``
+    payload["model"] = {k: v for k, v in raw["model"].items() if k in ("device", "max_context")}
+    if "universe" in raw:  # where the files are does not matter, their bars do
+        payload["universe"] = {k: v for k, v in raw["universe"].items() if k not in SOURCE_KEYS}
+    return _digest({"config": payload, "bars": data_fp, "model": model_fp})
 
 
 def _finetune_settings(
@@ -291,7 +344,13 @@ def _forecast_group(asset: str, cfg: BacktestConfig) -> str:
     ind = cfg.indicator
     return _digest([asset, dataclasses.astuple(cfg.model), cfg.dates.start, cfg.dates.end, ind.lookback,
                     ind.pred_len, ind.sample_count, ind.T, ind.top_k, ind.top_p, ind.seed,
-                    _finetune_settings(cfg)])  # fmt: skip
+                    _finetune_settings(cfg), _min_history(cfg)])  # fmt: skip
+
+
+def _min_history(cfg: BacktestConfig) -> int | None:
+    """A universe's ``min_history`` (it moves the trading start, so the windows forecast); None without one."""
+    uni = cfg.sections.get("universe")
+    return None if uni is None else uni.min_history
 
 
 def _gcd_every(runs: list[RunSpec]) -> BacktestConfig:
@@ -330,6 +389,28 @@ def _shards(group: str, asset: str, runs: list[RunSpec], bars: pd.DataFrame, wor
     return [Shard(group, asset, cfg, frame.index[c[0] - lb + 1], frame.index[c[-1]], len(c)) for c in chunks]
 
 
+def _sources(section: SweepConfig, base: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(label, config mapping) of every asset, or with a ``universe:`` block every universe, of the sweep."""
+    if "universe" in base:
+        entries = [universe_entry(item, i) for i, item in enumerate(section.universes)]
+        if not entries:
+            return [(universe_label({}, str(base.get("name") or "universe")), dict(base))]
+        return [(universe_label(e, f"universe{i}"), universe_raw(base, e)) for i, e in enumerate(entries)]
+    assets = [_asset_raw(item, i) for i, item in enumerate(section.assets)] or [base["data"]]
+    return [(_asset_label(data), _set_dotted(base, "data", data)) for data in assets]
+
+
+def _load_source(cfg: BacktestConfig) -> tuple[Any, str]:
+    """The bars of one asset (a frame) or universe (frames by asset name) and their fingerprint."""
+    if "universe" in cfg.sections:
+        from ..universe.assets import load_universe
+
+        frames = load_universe(cfg)
+        return frames, universe_data_fingerprint(frames)
+    frame = load_bars(cfg)
+    return frame, data_fingerprint(frame)
+
+
 def plan_sweep(
     config: BacktestConfig | str | Path | Mapping[str, Any],
     *,
@@ -348,23 +429,20 @@ def plan_sweep(
     base = _base_raw(cfg)
     cache_dir = cfg.indicator.cache_dir or str(out_dir / "forecast_cache")
     base["indicator"]["cache_dir"] = str(Path(cache_dir).resolve())
-    assets = [_asset_raw(item, i) for i, item in enumerate(section.assets)] or [base["data"]]
     runs: list[RunSpec] = []
-    bars: dict[str, pd.DataFrame] = {}
-    for data in assets:
-        label = _asset_label(data)
-        with_asset = _set_dotted(base, "data", data)
-        first = load_config(with_asset)
+    bars: dict[str, Any] = {}
+    models: dict[tuple[Any, ...], str] = {}
+    for label, with_source in _sources(section, base):
+        first = load_config(with_source)
         first.source = cfg.source
-        bars[label] = load_bars(first)
-        data_fp = data_fingerprint(bars[label])
+        bars[label], data_fp = _load_source(first)
         for params in param_sets(section):
-            raw = with_asset
+            raw = with_source
             for key, value in params.items():
                 raw = _set_dotted(raw, key, value)
             try:
                 run_cfg = load_config(raw)
-                strategy_classes(run_cfg)
+                check_strategy(run_cfg)
             except ConfigError as exc:
                 raise ConfigError(f"sweep run {label} {params}: {exc}") from None
             if run_cfg.indicator.seed is None:
@@ -372,14 +450,22 @@ def plan_sweep(
                     "sweeps share seeded forecasts: set 'indicator.seed' to an integer, not null"
                 )
             run_cfg.source = cfg.source
-            runs.append(
-                RunSpec(_run_id(raw, data_fp), label, params, run_cfg, _forecast_group(label, run_cfg))
-            )
+            key = dataclasses.astuple(run_cfg.model)
+            if key not in models:
+                models[key] = checkpoint_fingerprint(run_cfg.model)
+            run_id = _run_id(raw, data_fp, models[key])
+            runs.append(RunSpec(run_id, label, params, run_cfg, _forecast_group(label, run_cfg)))
     groups: dict[str, list[RunSpec]] = {}
     for run in runs:
         groups.setdefault(run.group, []).append(run)
     jobs = _walkforward_jobs(groups)
     in_jobs = {g for job in jobs for g in job.groups}
-    shards = [s for g, rs in groups.items() if g not in in_jobs
-              for s in _shards(g, rs[0].asset, rs, bars[rs[0].asset], workers)]  # fmt: skip
+    shards: list[Shard | UniverseShard] = []
+    for g, rs in groups.items():
+        if g in in_jobs:
+            continue
+        if "universe" in rs[0].config.sections:
+            shards += universe_shards(g, rs[0].asset, _gcd_every(rs), bars[rs[0].asset], workers)
+        else:
+            shards += _shards(g, rs[0].asset, rs, bars[rs[0].asset], workers)
     return SweepPlan(cfg, section, runs, shards, bars, out_dir, jobs)

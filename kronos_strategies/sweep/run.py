@@ -9,6 +9,11 @@ or an interrupted sweep loses nothing and a re-run skips what is done. At the en
 (Parquet + CSV), a heatmap of the objective over the two most influential parameters and full
 tear-sheets of the best runs.
 
+A re-run with nothing to do (every run recorded, every top run's report on disk) starts no cluster and
+loads no model: run ids hash the model's checkpoint files (:mod:`.fingerprint`), not the loaded weights.
+With a ``universe:`` block a run is one universe backtest, its forecasts are sharded by asset
+(:mod:`.universes`) and the table gains the signal's IC and RankIC.
+
 With a ``finetune:`` (walk-forward) block the precompute is one task per (asset, model, fine-tuning
 settings): it trains each fold model once, in order, and forecasts every sampling variant with it, so
 the backtests load fold records and read forecasts but train nothing.
@@ -48,9 +53,11 @@ from .tasks import (
     identity,
     model_loads,
     precompute_shard,
+    precompute_universe,
     precompute_walkforward,
     report_run,
 )  # fmt: skip
+from .universes import UniverseShard
 
 __all__ = ["SweepResult", "run_sweep"]
 
@@ -90,7 +97,7 @@ def _client(
             "the dask dashboard needs bokeh (pip install 'bokeh>=3.1'); run without --dashboard"
         )
     cores = os.cpu_count() or 1
-    n = workers or min(cores, 8)
+    n = _local_workers(workers)
     cluster = LocalCluster(
         n_workers=n, threads_per_worker=threads, processes=True, host="127.0.0.1",
         dashboard_address="127.0.0.1:8787" if dashboard else None,
@@ -99,6 +106,20 @@ def _client(
         if dashboard:
             print(f"dask dashboard: {client.dashboard_link}")  # noqa: T201 - asked for with --dashboard
         yield client, n, max(1, cores // (n * threads))
+
+
+def _local_workers(workers: int | None) -> int:
+    """Worker processes of a local cluster: as asked, else one per CPU core, at most 8."""
+    return workers or min(os.cpu_count() or 1, 8)
+
+
+def _planned_workers(scheduler: Any, workers: int | None) -> int:
+    """How many workers the plan cuts shards for, known before any cluster starts (an estimate for a remote one)."""
+    if scheduler == "sequential":
+        return 1
+    if isinstance(scheduler, Client):
+        return max(1, len(scheduler.scheduler_info().get("workers", {})))
+    return _local_workers(workers)
 
 
 def run_sweep(
@@ -129,17 +150,28 @@ def run_sweep(
     scheduler = scheduler if scheduler is not None else section.scheduler
     threads = threads_per_worker or section.threads_per_worker
     top = section.top_n if top_n is None else top_n
+    plan = plan_sweep(cfg, out=out, workers=_planned_workers(scheduler, workers or section.workers))
+    done = plan.done()
+    todo = [run for run in plan.runs if run.run_id not in done]
+    groups = {run.group for run in todo}
+    shards: list[Shard | UniverseShard | WalkForwardJob] = [s for s in plan.shards if s.group in groups]
+    shards += [job for job in (j.only(groups) for j in plan.walkforward) if job is not None]
+    if not todo and _reports_on_disk(plan, top):  # nothing to do: no cluster, no model
+        table = sweep_report.build_table(plan.runs_dir, plan.runs, plan.section)
+        stats = _new_stats() | {"model_loads": {}, "cluster": False}
+        summary = {
+            "name": cfg.name, "objective": section.objective, "direction": section.direction,
+            "runs": len(plan.runs), "skipped": len(done), "executed": 0, **stats,
+            "top": _reports(plan, {}, table["run_id"].head(top).tolist(), None),
+            "seconds": time.perf_counter() - started,
+        }  # fmt: skip
+        files = sweep_report.write_outputs(table, plan.out, plan.section, summary)
+        return SweepResult(table, plan.out, files, summary)
     with _client(scheduler, workers or section.workers, threads, dashboard) as (
         client,
         n_workers,
         torch_threads,
     ):
-        plan = plan_sweep(cfg, out=out, workers=n_workers)
-        done = plan.done()
-        todo = [run for run in plan.runs if run.run_id not in done]
-        groups = {run.group for run in todo}
-        shards: list[Shard | WalkForwardJob] = [s for s in plan.shards if s.group in groups]
-        shards += [job for job in (j.only(groups) for j in plan.walkforward) if job is not None]
         if client is None:
             bars: dict[str, Any] = plan.bars
             stats = _run_inline(plan, shards, todo, progress, on_result)
@@ -157,6 +189,7 @@ def run_sweep(
         best = table["run_id"].head(top).tolist()
         reports = _reports(plan, bars, best, client)
         stats["model_loads"] = client.run(model_loads) if client is not None else {"local": model_loads()}
+        stats["cluster"] = client is not None
     summary = {
         "name": cfg.name, "objective": section.objective, "direction": section.direction, "runs": len(plan.runs),
         "skipped": len(done), "executed": len(todo), **stats, "top": reports, "seconds": time.perf_counter() - started,
@@ -181,16 +214,18 @@ def _new_stats() -> dict[str, Any]:
             "errors": {}}  # fmt: skip
 
 
-def _precompute(shard: Shard | WalkForwardJob, bars: Any) -> dict[str, Any]:
-    """The precompute task of a forecast shard or of a walk-forward job."""
+def _precompute(shard: Shard | UniverseShard | WalkForwardJob, bars: Any) -> dict[str, Any]:
+    """The precompute task of a forecast shard (an asset's dates or a universe's assets) or of a walk-forward job."""
     if isinstance(shard, WalkForwardJob):
         return precompute_walkforward(shard, bars)
+    if isinstance(shard, UniverseShard):
+        return precompute_universe(shard, bars)
     return precompute_shard(shard, bars)
 
 
 def _run_inline(
     plan: SweepPlan,
-    shards: list[Shard | WalkForwardJob],
+    shards: list[Shard | UniverseShard | WalkForwardJob],
     todo: list[RunSpec],
     progress: bool,
     on_result: Callable[[dict[str, Any]], None] | None,
@@ -213,7 +248,7 @@ def _run_inline(
 def _run_dask(
     plan: SweepPlan,
     bars: dict[str, Any],
-    shards: list[Shard | WalkForwardJob],
+    shards: list[Shard | UniverseShard | WalkForwardJob],
     todo: list[RunSpec],
     client: Client,
     progress: bool,
@@ -248,16 +283,41 @@ def _run_dask(
     return stats
 
 
+def _top_dirs(plan: SweepPlan, order: list[str]) -> list[tuple[RunSpec, Path]]:
+    """The best runs (in ``order``) and their report folders ``<out>/top/<rank>_<asset>_<run_id>/``."""
+    by_id = {run.run_id: run for run in plan.runs}
+    runs = [by_id[run_id] for run_id in order]
+    return [(r, plan.out / "top" / f"{i + 1:02d}_{_slug(r.asset)}_{r.run_id}") for i, r in enumerate(runs)]
+
+
+def _slug(label: str) -> str:
+    """An asset or universe label as one folder-name part (a glob's slashes and stars replaced)."""
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in label).strip("_") or "run"
+
+
+def _reports_on_disk(plan: SweepPlan, top: int) -> bool:
+    """Whether the best ``top`` runs' reports were already written (the run ids fix their content)."""
+    table = sweep_report.build_table(plan.runs_dir, plan.runs, plan.section)
+    return all(
+        (d / "manifest.json").is_file() for _, d in _top_dirs(plan, table["run_id"].head(top).tolist())
+    )
+
+
 def _reports(
     plan: SweepPlan, bars: dict[str, Any], order: list[str], client: Client | None
 ) -> list[dict[str, Any]]:
-    """Tear-sheets of the best runs (in ``order``) under ``<out>/top/<rank>_<asset>_<run_id>/``."""
-    by_id = {run.run_id: run for run in plan.runs}
-    runs = [by_id[run_id] for run_id in order]
-    dirs = [str(plan.out / "top" / f"{i + 1:02d}_{r.asset}_{r.run_id}") for i, r in enumerate(runs)]
-    jobs = [(r, bars[r.asset], d) for r, d in zip(runs, dirs, strict=True)]
+    """Tear-sheets of the best runs (in ``order``); a report already on disk is kept, not redone."""
+    pairs = _top_dirs(plan, order)
+    files: dict[str, list[str]] = {}
+    jobs = []
+    for r, d in pairs:
+        if (d / "manifest.json").is_file():
+            files[str(d)] = sorted(str(p) for p in d.iterdir() if p.is_file())
+        else:
+            jobs.append((r, bars[r.asset], str(d)))
     if client is None:
-        files = [report_run(*job) for job in jobs]
+        made = [report_run(*job) for job in jobs]
     else:
-        files = client.gather([client.submit(report_run, *job, pure=False) for job in jobs])
-    return [{"run_id": r.run_id, "dir": d, "files": f} for r, d, f in zip(runs, dirs, files, strict=True)]
+        made = client.gather([client.submit(report_run, *job, pure=False) for job in jobs])
+    files |= {job[2]: sorted(f) for job, f in zip(jobs, made, strict=True)}
+    return [{"run_id": r.run_id, "dir": str(d), "files": files[str(d)]} for r, d in pairs]

@@ -24,10 +24,11 @@ from ..config import BacktestConfig, ModelConfig
 from ..feeds import make_feed, slice_with_warmup
 from ..runner import indicator_params, load_model, run_backtest, strategy_classes
 from .plan import RunSpec, Shard, WalkForwardJob
+from .universes import UniverseShard
 
 __all__ = [
-    "ModelPlugin", "backtest_run", "model_loads", "precompute_shard", "precompute_walkforward", "report_run",
-    "worker_predictor",
+    "ModelPlugin", "backtest_run", "model_loads", "precompute_shard", "precompute_universe", "precompute_walkforward",
+    "report_run", "worker_predictor",
 ]  # fmt: skip
 
 _MODELS: dict[tuple[Any, ...], Any] = {}
@@ -103,6 +104,25 @@ def precompute_shard(shard: Shard, bars: pd.DataFrame) -> dict[str, Any]:
     }
 
 
+def precompute_universe(shard: UniverseShard, frames: dict[str, pd.DataFrame]) -> dict[str, Any]:
+    """Forecast every traded window of the shard's assets (on its universe's calendar) into the cache."""
+    from ..universe.runner import prepare_universe
+
+    cfg = shard.config
+    try:
+        _, forecaster = prepare_universe(cfg, frames, worker_predictor(cfg.model))
+        forecaster.precompute(assets=shard.names)
+    except KronosError as exc:  # the runs of this universe will report it
+        return {"group": shard.group, "windows": 0, "computed": 0, "cached": 0, "error": str(exc)}
+    stats = forecaster.stats
+    return {
+        "group": shard.group,
+        "windows": stats.windows,
+        "computed": stats.computed,
+        "cached": stats.cache_hits,
+    }
+
+
 def precompute_walkforward(job: WalkForwardJob, bars: pd.DataFrame) -> dict[str, Any]:
     """Train (or load) every fold of one walk-forward job once and forecast each of its groups into the caches.
 
@@ -150,22 +170,33 @@ def _write_json(path: Path, payload: Mapping[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def backtest_run(run: RunSpec, bars: pd.DataFrame, runs_dir: str, after: Any = None) -> dict[str, Any]:
-    """Run one backtest (forecasts read from the cache) and write ``<runs_dir>/<run_id>.json``."""
+def backtest_run(run: RunSpec, bars: Any, runs_dir: str, after: Any = None) -> dict[str, Any]:
+    """Run one backtest (forecasts read from the cache) and write ``<runs_dir>/<run_id>.json``.
+
+    ``bars`` is the asset's frame, or for a universe run its frames by asset name; a universe run's metrics
+    also hold the signal's cross-sectional IC and RankIC (mean and ICIR) at the horizon.
+    """
     record: dict[str, Any] = {"run_id": run.run_id, "asset": run.asset, "params": run.params}
+    predictor = worker_predictor(run.config.model)
     try:
-        result = run_backtest(
-            run.config, predictor=worker_predictor(run.config.model), bars=bars, write_reports=False
-        )
+        if "universe" in run.config.sections:
+            from ..universe.runner import run_universe_backtest
+
+            result = run_universe_backtest(run.config, predictor=predictor, frames=bars, write_reports=False)
+            metrics = result.metrics | cross_sectional_metrics(result.signal_metrics)
+            data_fp = result.signal_metrics["data_fingerprints"]
+        else:
+            result = run_backtest(run.config, predictor=predictor, bars=bars, write_reports=False)
+            metrics, data_fp = result.metrics, result.data_fingerprint
     except KronosError as exc:
         return record | {"error": f"{type(exc).__name__}: {exc}"}  # not written: a re-run retries it
     stats = result.forecast_stats
     record |= {
-        "metrics": result.metrics,
+        "metrics": metrics,
         "benchmark": result.benchmark_metrics,
         "forecasts": {"windows": stats.windows, "computed": stats.computed, "cached": stats.cache_hits},
         "model_fingerprint": result.model_fingerprint,
-        "data_fingerprint": result.data_fingerprint,
+        "data_fingerprint": data_fp,
         "seconds": round(result.seconds, 3),
         "process": os.getpid(),
     }
@@ -173,9 +204,21 @@ def backtest_run(run: RunSpec, bars: pd.DataFrame, runs_dir: str, after: Any = N
     return record
 
 
-def report_run(run: RunSpec, bars: pd.DataFrame, out_dir: str) -> list[str]:
+def cross_sectional_metrics(signal: dict[str, Any]) -> dict[str, Any]:
+    """The signal report's IC / RankIC mean and ICIR as flat metrics (sweep table columns and objectives)."""
+    ic, rank = signal["ic"], signal["rank_ic"]
+    return {"ic": ic["mean"], "ic_icir": ic["icir"], "rank_ic": rank["mean"], "rank_ic_icir": rank["icir"]}
+
+
+def report_run(run: RunSpec, bars: Any, out_dir: str) -> list[str]:
     """Full reports (tear-sheet, chart, metrics, manifest) of one run, from cached forecasts."""
     cfg = copy.copy(run.config)
     cfg.output = dataclasses.replace(cfg.output, tearsheet=True, chart=True)
-    result = run_backtest(cfg, predictor=worker_predictor(cfg.model), bars=bars, out_dir=out_dir)
+    predictor = worker_predictor(cfg.model)
+    if "universe" in cfg.sections:
+        from ..universe.runner import run_universe_backtest
+
+        result = run_universe_backtest(cfg, predictor=predictor, frames=bars, out_dir=out_dir)
+    else:
+        result = run_backtest(cfg, predictor=predictor, bars=bars, out_dir=out_dir)
     return [str(p) for p in result.files.values()]

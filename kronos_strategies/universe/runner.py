@@ -26,7 +26,7 @@ from .config import UniverseConfig
 from .signals import SignalTable, UniverseForecaster
 from .strategy import UniverseStrategy
 
-__all__ = ["UniverseResult", "equal_weight_returns", "run_universe_backtest"]
+__all__ = ["UniverseResult", "equal_weight_returns", "prepare_universe", "run_universe_backtest"]
 
 
 @dataclass
@@ -89,26 +89,9 @@ def run_universe_backtest(
         )
     uni: UniverseConfig = cfg.sections["universe"]
     strategy_cls = strategy_class(cfg)
-    ind = cfg.indicator
     raw = validated(dict(frames)) if frames is not None else load_universe(cfg)
-    universe = align_universe(
-        raw, start=cfg.dates.start, end=cfg.dates.end, lookback=ind.lookback, min_history=uni.min_history
-    )
+    universe, forecaster = prepare_universe(cfg, raw, predictor, checked=True)
     timings["load_align"] = time.perf_counter() - started
-    predictor = predictor if predictor is not None else load_model(cfg.model)
-    limit = getattr(predictor, "max_context", None)
-    if limit is not None and ind.lookback > int(limit):
-        raise ConfigError(f"indicator.lookback={ind.lookback} exceeds the model's context of {limit} bars")
-    if cfg.engine.threads is not None:
-        import torch
-
-        torch.set_num_threads(cfg.engine.threads)
-    spec = ForecastSpec(pred_len=ind.pred_len, sample_count=ind.sample_count, T=ind.T, top_k=ind.top_k,
-                        top_p=ind.top_p, seed=ind.seed)  # fmt: skip
-    forecaster = UniverseForecaster(
-        universe, predictor, spec, resolve_cache(ind.cache_dir), lookback=ind.lookback, horizon=ind.horizon,
-        signal=uni.signal, batch_size=ind.batch_size, chunk=uni.chunk,
-    )  # fmt: skip
     mark = time.perf_counter()
     if cfg.engine.mode == "vectorised":
         forecaster.precompute()
@@ -146,6 +129,37 @@ def run_universe_backtest(
         timings["reports"] = time.perf_counter() - mark
         result.seconds = time.perf_counter() - started
     return result
+
+
+def prepare_universe(
+    cfg: BacktestConfig, frames: Mapping[str, pd.DataFrame], predictor: Any = None, *, checked: bool = False
+) -> tuple[AlignedUniverse, UniverseForecaster]:
+    """Align the universe and set up its forecaster (the model, its context and threads checked).
+
+    ``frames`` are ``read_ohlcv`` frames by asset name (validated here unless ``checked``); ``predictor`` None
+    loads the config's model. Shared by the backtest and the sweep's forecast shards.
+    """
+    uni: UniverseConfig = cfg.sections["universe"]
+    ind = cfg.indicator
+    raw = dict(frames) if checked else validated(dict(frames))
+    universe = align_universe(
+        raw, start=cfg.dates.start, end=cfg.dates.end, lookback=ind.lookback, min_history=uni.min_history
+    )
+    predictor = predictor if predictor is not None else load_model(cfg.model)
+    limit = getattr(predictor, "max_context", None)
+    if limit is not None and ind.lookback > int(limit):
+        raise ConfigError(f"indicator.lookback={ind.lookback} exceeds the model's context of {limit} bars")
+    if cfg.engine.threads is not None:
+        import torch
+
+        torch.set_num_threads(cfg.engine.threads)
+    spec = ForecastSpec(pred_len=ind.pred_len, sample_count=ind.sample_count, T=ind.T, top_k=ind.top_k,
+                        top_p=ind.top_p, seed=ind.seed)  # fmt: skip
+    forecaster = UniverseForecaster(
+        universe, predictor, spec, resolve_cache(ind.cache_dir), lookback=ind.lookback, horizon=ind.horizon,
+        signal=uni.signal, batch_size=ind.batch_size, chunk=uni.chunk,
+    )  # fmt: skip
+    return universe, forecaster
 
 
 def equal_weight_returns(universe: AlignedUniverse, every: int, start: pd.Timestamp) -> pd.Series:

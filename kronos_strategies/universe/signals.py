@@ -154,9 +154,14 @@ class UniverseForecaster:
 
     # ------------------------------------------------------------------ vectorised mode
 
-    def precompute(self) -> SignalTable:
-        """Every eligible (bar, asset) window from the trading start on, in chunks of ``chunk`` windows."""
+    def precompute(self, assets: Sequence[str] | None = None) -> SignalTable:
+        """Every eligible (bar, asset) window from the trading start on, in chunks of ``chunk`` windows.
+
+        ``assets`` limits it to those assets' windows (a sweep's forecast shard); the table's other columns stay empty.
+        """
         eligible = self.universe.eligible.to_numpy()
+        if assets is not None:
+            eligible = eligible & np.isin(np.array(self.universe.names), list(assets))[None, :]
         position = self.universe.position.to_numpy()
         cols, rows = np.nonzero(eligible[self._first :].T)  # asset by asset: a batch mostly cuts one series
         rows = rows + self._first
