@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from kronos_model.errors import DataError, InsufficientHistoryError
 
 from .common import engine_overrides, num, pct
+from .options import DeprecatedOptionWarning, add_no_progress
 
 _ROWS: tuple[tuple[str, str, Any], ...] = (
     ("Total return", "total_return", pct),
@@ -124,8 +126,7 @@ def forecast_handler(args: argparse.Namespace) -> int:
         window, args.pred_len, sample_count=args.sample_count, T=args.temperature, top_k=args.top_k,
         top_p=args.top_p, seed=args.seed,
     )  # fmt: skip
-    stem = Path(args.csv).with_suffix("")
-    out_csv = Path(args.out) if args.out else Path(f"{stem}_forecast.csv")
+    out_csv = _forecast_csv(args.csv, args.out)
     out_png = Path(args.png) if args.png else out_csv.with_suffix(".png")
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     forecast.to_frame(quantiles).to_csv(out_csv, index_label="timestamp")
@@ -136,6 +137,21 @@ def forecast_handler(args: argparse.Namespace) -> int:
         f"at the last step\nwrote {out_csv}, {out_png}"
     )
     return 0
+
+
+def _forecast_csv(source: str, out: str | None) -> Path:
+    """Where ``kronos-bt forecast`` writes its CSV: ``<out>/forecast.csv``, or next to the input."""
+    if out is None:
+        return Path(f"{Path(source).with_suffix('')}_forecast.csv")
+    if Path(out).suffix.lower() == ".csv":  # before 0.2 --out named the CSV file itself
+        warnings.warn(
+            f"kronos-bt forecast: --out {out} names a file; --out is a directory now (forecast.csv and "
+            "forecast.png go into it), a .csv file name keeps working for this release",
+            DeprecatedOptionWarning,
+            stacklevel=2,
+        )
+        return Path(out)
+    return Path(out) / "forecast.csv"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -168,7 +184,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--data-dir", default=None, help="folder of CSV/Parquet files: the assets of a universe: YAML"
     )
     run.add_argument("--mode", choices=("vectorised", "event"), default=None, help="override engine.mode")
-    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_no_progress(run)
     run.add_argument("--threads", type=int, default=None, help="torch CPU threads (override engine.threads)")
     run.set_defaults(func=run_handler)
 
@@ -179,18 +195,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=fmt,
     )
     fc.add_argument("csv", help="OHLCV file with a timestamp column")
-    fc.add_argument("--out", default=None, help="forecast CSV (default: <input>_forecast.csv)")
-    fc.add_argument("--png", default=None, help="fan chart PNG (default: next to --out)")
+    fc.add_argument(
+        "--out", default=None,
+        help="directory for forecast.csv and forecast.png (default: <input>_forecast.csv/.png next to the input)",
+    )  # fmt: skip
+    fc.add_argument("--png", default=None, help="fan chart PNG file (default: next to the CSV)")
     fc.add_argument("--model", default=None, help="hub id or checkpoint directory (default: bundled model)")
     fc.add_argument("--device", default="cpu")
     fc.add_argument("--lookback", type=int, default=256, help="history bars given to the model")
     fc.add_argument("--pred-len", type=int, default=24, help="bars to forecast")
     fc.add_argument("--sample-count", type=int, default=32, help="sample paths")
     fc.add_argument("--quantiles", default="0.1,0.5,0.9", help="close quantile levels in the CSV")
-    fc.add_argument("--temperature", type=float, default=1.0)
+    fc.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (T in Python/YAML)")
     fc.add_argument("--top-k", type=int, default=0)
     fc.add_argument("--top-p", type=float, default=0.9)
-    fc.add_argument("--seed", type=int, default=0)
+    fc.add_argument("--seed", type=int, default=0, help="sampling seed")
     fc.add_argument("--end", default=None, help="forecast from the bars up to this timestamp (default: all)")
     fc.add_argument("--timestamp-column", default=None)
     fc.add_argument("--tz", default=None, help="timezone of naive timestamps, e.g. UTC")

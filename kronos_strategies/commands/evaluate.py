@@ -12,6 +12,8 @@ import pandas as pd
 from kronos_model.baselines import BASELINES
 from kronos_model.errors import DataError
 
+from .options import add_deprecated_alias, add_no_progress
+
 ARCH_DATASETS: tuple[str, ...] = ("sp500", "nasdaq")
 
 
@@ -72,14 +74,14 @@ def handler(args: argparse.Namespace) -> int:
     predictor = _load_predictor(args)
     if predictor is None and not baselines:
         raise DataError("nothing to evaluate: --model none needs at least one --baselines entry")
-    if not args.quiet:  # baselines (GARCH above all) can take a while: say which one is running
+    if not args.no_progress:  # baselines (GARCH above all) can take a while: say which one is running
         _progress_to_stderr("kronos_model.evaluation")
     result = evaluate(
         frame,
         predictor,
         lookback=args.lookback,
-        horizon=args.horizon,
-        sample_count=args.samples,
+        horizon=args.pred_len,
+        sample_count=args.sample_count,
         start=args.start,
         end=args.end,
         stride=args.stride,
@@ -89,7 +91,7 @@ def handler(args: argparse.Namespace) -> int:
         top_p=args.top_p,
         batch_size=args.batch_size,
         name=name,
-        verbose=not args.quiet,
+        verbose=not args.no_progress,
         anchor=args.anchor,
     )
     files = result.save(args.out)
@@ -114,8 +116,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--start", default=None, help="first date a target bar may fall on (inclusive)")
     p.add_argument("--end", default=None, help="last date a target bar may fall on (inclusive)")
     p.add_argument("--lookback", type=int, default=256, help="history bars per window")
-    p.add_argument("--horizon", type=int, default=10, help="forecast steps per window")
-    p.add_argument("--samples", type=int, default=32, help="sample paths per window")
+    p.add_argument("--pred-len", type=int, default=10, help="bars forecast per window (horizons 1..pred-len)")
+    p.add_argument("--sample-count", type=int, default=32, help="sample paths per window")
     p.add_argument("--stride", type=int, default=5, help="bars between consecutive origins")
     p.add_argument(
         "--model", default=None, help="checkpoint path or hub id; default: bundled; 'none': baselines only"
@@ -127,11 +129,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature T")
     p.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling threshold")
     p.add_argument("--batch-size", type=int, default=64, help="windows per forward pass")
-    p.add_argument("--out", default="evaluation", help="output folder for the report and plots")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--out", default="evaluation", help="output directory for the report and plots")
+    add_no_progress(p, help="no progress bar")
     p.add_argument(
         "--anchor",
         action="store_true",
         help="shift paths by the tokenizer's error on the last history bar (KronosPredictor anchor=True)",
     )
+    add_deprecated_alias(p, "--horizon", "--pred-len", type=int)  # before 0.2; horizon = one step ahead now
+    add_deprecated_alias(p, "--samples", "--sample-count", type=int)
     p.set_defaults(func=handler)

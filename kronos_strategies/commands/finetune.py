@@ -21,6 +21,8 @@ import yaml
 
 from kronos_strategies.errors import ConfigError
 
+from .options import add_deprecated_alias, add_no_progress
+
 TOP_KEYS = ("name", "data", "model", "train", "finetune", "tokenizer_finetune", "output", "distributed")
 MODEL_KEYS = ("name", "revision", "predictor", "tokenizer", "from_scratch")
 TRAIN_PARTS = ("predictor", "tokenizer", "both")
@@ -92,7 +94,7 @@ def load_job(config: str | None, args: argparse.Namespace) -> FinetuneJob:
     data += [{"path": p} for p in args.data or []] + [{"dataset": d} for d in args.dataset or []]
     raw["data"] = data
     raw["model"] = {"name": args.base} if args.base else (raw.get("model") or {})
-    for key, value in (("train", args.train), ("output", args.output)):
+    for key, value in (("train", args.train), ("output", args.out)):
         if value is not None:
             raw[key] = value
     raw = apply_overrides(raw, args.set or [])
@@ -115,7 +117,7 @@ def load_job(config: str | None, args: argparse.Namespace) -> FinetuneJob:
         cfg,
         checkpoint_dir=cfg.checkpoint_dir or str(output / "checkpoints"),
         resume=cfg.resume or args.resume,
-        verbose=cfg.verbose and not args.quiet,
+        verbose=cfg.verbose and not args.no_progress,
     )
     tok_cfg = _finetune_config(raw.get("tokenizer_finetune"), "tokenizer_finetune", base=cfg)
     for label, stage in (("finetune", cfg), ("tokenizer_finetune", tok_cfg)):
@@ -381,9 +383,10 @@ def register(subparsers: Any) -> None:
         "--base", help="base checkpoint: a save_pretrained folder or a hub id (default: bundled nano)"
     )
     p.add_argument("--train", choices=TRAIN_PARTS, help="which part to train (default: predictor)")
-    p.add_argument("--output", help="output folder (default: runs/finetune/<name>)")
+    p.add_argument("--out", help="output directory (default: the job's output:, else runs/finetune/<name>)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. finetune.lr=1e-4")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint of the output")
     p.add_argument("--overwrite", action="store_true", help="replace a model already in the output folder")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_no_progress(p)
+    add_deprecated_alias(p, "--output", "--out")
     p.set_defaults(func=handler)

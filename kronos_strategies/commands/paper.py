@@ -10,11 +10,16 @@ from typing import Any
 
 from kronos_strategies.errors import ConfigError
 
+from .options import add_deprecated_alias
+
 WARMUP_MARGIN = 8  # bars of history beyond indicator.lookback in the default paper.warmup
 
 
-def _strategy(cfg: Any, timeframe_ms: int, predictor: Any = None) -> tuple[type, dict[str, Any]]:
-    """The YAML's strategy class and params; Kronos strategies get the indicator and model as in a backtest."""
+def _strategy(
+    cfg: Any, timeframe_ms: int, predictor: Any = None, markets: dict[str, str] | None = None
+) -> tuple[type, dict[str, Any]]:
+    """The YAML's strategy class and params; Kronos strategies get the indicator and model as in a backtest,
+    ranking strategies (a universe: block, ``markets``) their live forecaster."""
     import backtrader as bt
 
     from kronos_strategies.config import check_names
@@ -26,12 +31,10 @@ def _strategy(cfg: Any, timeframe_ms: int, predictor: Any = None) -> tuple[type,
         raise ConfigError(f"strategy.name {cfg.strategy.name!r} is not a backtrader Strategy class")
     from kronos_strategies.universe.strategy import UniverseStrategy
 
-    if "universe" in cfg.sections or issubclass(strategy, UniverseStrategy):
-        # one symbol per session: a ranking strategy on one feed would send orders no backtest ever made
-        raise ConfigError(
-            f"paper trading runs one symbol; {cfg.strategy.name!r} / a universe: block ranks several assets, "
-            "which paper trading does not support yet: backtest it with kronos-bt run"
-        )
+    if markets or issubclass(strategy, UniverseStrategy):  # a ranking strategy over the universe's symbols
+        from kronos_strategies.paper.universe import universe_strategy
+
+        return universe_strategy(cfg, markets, predictor)
     check_names(cfg.strategy.params, strategy.params._getkeys(), "strategy.params")
     params = dict(cfg.strategy.params)
     if issubclass(strategy, KronosStrategy):
@@ -69,23 +72,34 @@ def paper_handler(args: argparse.Namespace) -> int:
 
     _refuse_live_from_command_line(list(args.set or []))
     cfg = load_config(args.config, list(args.set or []))
-    pc = paper_config(cfg, journal=args.journal, url=args.url, max_bars=args.max_bars)
+    markets = None
+    if cfg.sections.get("universe") is not None:  # several symbols in one session
+        from kronos_strategies.paper.universe import universe_markets
+
+        section = cfg.sections.get("paper")
+        if section is None:
+            raise ConfigError(
+                f"{cfg.source or 'the config'} has no 'paper:' section (exchange, timeframe, mode, ...)"
+            )
+        markets = universe_markets(cfg, section.exchange, section.timeframe)
+    first = next(iter(markets.values())) if markets else None
+    pc = paper_config(cfg, journal=args.journal, url=args.url, max_bars=args.max_bars, symbol=first)
     if pc.warmup is None:  # the first forecast's history plus a margin (a restart must never fall short)
         pc.warmup = cfg.indicator.lookback + WARMUP_MARGIN
     step = timeframe_ms(ccxt.Exchange, pc.timeframe)
     refitter = None
-    if "finetune" in cfg.sections:  # walk-forward refits in the background, swapped in between bars
+    if cfg.finetune is not None:  # walk-forward refits in the background, swapped in between bars
         from kronos_strategies.paper.refit import live_refitter
         from kronos_strategies.runner import load_model
 
         refitter = live_refitter(cfg, load_model(cfg.model), step)
-    strategy, params = _strategy(cfg, step, None if refitter is None else refitter.predictor)
+    strategy, params = _strategy(cfg, step, None if refitter is None else refitter.predictor, markets)
     if refitter is not None and "indicator_params" not in params:
         raise ConfigError(
             f"the 'finetune:' block refits Kronos; strategy.name {cfg.strategy.name!r} has no model"
         )
-    session = PaperSession(pc, strategy, params, live_confirmed=args.live, refitter=refitter)
-    print(f"kronos-bt: {describe(pc)}", flush=True)
+    session = PaperSession(pc, strategy, params, live_confirmed=args.live, refitter=refitter, markets=markets)
+    print(f"kronos-bt: {describe(pc, markets)}", flush=True)
     result = session.run()
     print(f"kronos-bt: {result.bars} bar(s) processed; journal {result.journal}")
     return 0
@@ -95,7 +109,10 @@ def report_handler(args: argparse.Namespace) -> int:
     """Write the tear-sheet of a journal."""
     from kronos_strategies.paper.report import write_report
 
-    output = args.output or str(Path(args.journal).with_suffix(".html"))
+    if args.out:
+        output = str(Path(args.out) / "tearsheet.html")
+    else:  # --output FILE.html: the spelling before 0.2 (deprecated)
+        output = getattr(args, "output", None) or str(Path(args.journal).with_suffix(".html"))
     print(f"kronos-bt: wrote {write_report(args.journal, output, title=args.title)}")
     return 0
 
@@ -170,7 +187,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     paper.add_argument("--url", help="API base URL override, e.g. the emulator's")
     paper.add_argument("--max-bars", type=int, help="stop after this many processed bars")
     paper.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a YAML key (repeatable)")
-    paper.add_argument("--output", help="report: HTML file (default: the journal name with .html)")
+    paper.add_argument(
+        "--out", help="report: directory for tearsheet.html (default: <journal>.html next to the journal)"
+    )
+    add_deprecated_alias(paper, "--output", "--out DIR", dest="output")  # it named the HTML file
     paper.add_argument("--title", help="report: tear-sheet title")
     paper.set_defaults(func=_paper_dispatch)
 
@@ -209,7 +229,7 @@ def _paper_dispatch(args: argparse.Namespace) -> int:
         return inspect_handler(args)
     if args.config == "report":
         if not args.journal_arg:
-            raise ConfigError("usage: kronos-bt paper report JOURNAL [--output FILE.html]")
+            raise ConfigError("usage: kronos-bt paper report JOURNAL [--out DIR]")
         args.journal = args.journal_arg
         return report_handler(args)
     if args.journal_arg:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .options import add_no_progress
+
 
 def sweep_handler(args: argparse.Namespace) -> int:
     """Run the sweep (a local 127.0.0.1 cluster unless --scheduler names one) and print the best runs."""
@@ -64,5 +66,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--set", action="append", metavar="KEY=VALUE", default=[],
         help="override a YAML key, e.g. --set sweep.objective=sortino (repeatable)",
     )  # fmt: skip
-    sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress(sweep, help="no progress bar")
     sweep.set_defaults(func=sweep_handler)

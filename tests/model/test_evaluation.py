@@ -161,8 +161,8 @@ def test_cli_evaluate_baselines(tmp_path, capsys):
     csv = tmp_path / "bars.csv"
     _bars(100).to_csv(csv)
     out = tmp_path / "out"
-    args = ["evaluate", "--csv", str(csv), "--model", "none", "--lookback", "40", "--horizon", "3"]
-    assert main([*args, "--samples", "8", "--stride", "10", "--out", str(out), "--quiet"]) == 0
+    args = ["evaluate", "--csv", str(csv), "--model", "none", "--lookback", "40", "--pred-len", "3"]
+    assert main([*args, "--sample-count", "8", "--stride", "10", "--out", str(out), "--no-progress"]) == 0
     assert (out / "report.md").is_file() and (out / "metrics.png").read_bytes()[:4] == PNG_MAGIC
     assert main([*args, "--start", "2031-01-01", "--out", str(out)]) == 2
     assert "no forecast origin" in capsys.readouterr().err
@@ -173,12 +173,12 @@ def test_cli_evaluate_with_model_directory(tmp_path, capsys):
 
     csv = tmp_path / "bars.csv"
     _bars(70).to_csv(csv)
-    args = ["evaluate", "--csv", str(csv), "--model", str(TINY), "--lookback", "32", "--horizon", "2"]
+    args = ["evaluate", "--csv", str(csv), "--model", str(TINY), "--lookback", "32", "--pred-len", "2"]
     assert (
         main(
             [
                 *args,
-                "--samples",
+                "--sample-count",
                 "2",
                 "--stride",
                 "12",
@@ -186,7 +186,7 @@ def test_cli_evaluate_with_model_directory(tmp_path, capsys):
                 "drift",
                 "--out",
                 str(tmp_path / "o"),
-                "--quiet",
+                "--no-progress",
             ]
         )
         == 0

@@ -41,8 +41,8 @@ def test_paper_run_then_report(emulator, candles_csv, tmp_path, capsys):
     assert main(["paper", str(config), "--max-bars", "30"]) == 0
     out = capsys.readouterr().out
     assert "paper trading BTC/USDT 1m" in out and "30 bar(s) processed" in out
-    html = tmp_path / "report.html"
-    assert main(["paper", "report", str(tmp_path / "cli.sqlite"), "--output", str(html)]) == 0
+    html = tmp_path / "report" / "tearsheet.html"
+    assert main(["paper", "report", str(tmp_path / "cli.sqlite"), "--out", str(tmp_path / "report")]) == 0
     assert (
         html.read_text().lstrip().lower().startswith("<!doctype html") or "<html" in html.read_text()[:2000]
     )

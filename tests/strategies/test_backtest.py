@@ -166,13 +166,13 @@ def test_cli_forecast_writes_csv_and_fan_chart(tmp_path, sp500_bars, capsys):
     csv = tmp_path / "spx.csv"
     sp500_bars.iloc[-80:].to_csv(csv, index_label="timestamp")
     code = main(["forecast", str(csv), "--model", str(model_dir), "--lookback", "64", "--pred-len", "5",
-                 "--sample-count", "8", "--out", str(tmp_path / "fc.csv")])  # fmt: skip
+                 "--sample-count", "8", "--out", str(tmp_path / "fc")])  # fmt: skip
     assert code == 0
-    frame = pd.read_csv(tmp_path / "fc.csv", index_col="timestamp", parse_dates=True)
+    frame = pd.read_csv(tmp_path / "fc" / "forecast.csv", index_col="timestamp", parse_dates=True)
     assert len(frame) == 5 and frame.index[0] > sp500_bars.index[-1]
     assert {"close", "close_q0.1", "close_q0.9", "prob_up"} <= set(frame.columns)
     assert ((frame["prob_up"] >= 0) & (frame["prob_up"] <= 1)).all()
-    assert (tmp_path / "fc.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "fc" / "forecast.png").read_bytes()[:4] == b"\x89PNG"
     assert "P(up)" in capsys.readouterr().out
 
 

@@ -51,7 +51,7 @@ def job_yaml(tmp_path: Path, **overrides) -> Path:
 
 def test_finetune_cli_single_process(tmp_path, capsys):
     write_series(tmp_path / "data")
-    assert main(["finetune", str(job_yaml(tmp_path)), "--quiet"]) == 0
+    assert main(["finetune", str(job_yaml(tmp_path)), "--no-progress"]) == 0
     printed = capsys.readouterr().out
     out = tmp_path / "out"
     for part in ("tokenizer", "predictor"):
@@ -74,7 +74,7 @@ def test_finetune_cli_single_process(tmp_path, capsys):
     frame = ohlcv(40, 99, freq="h")
     assert predictor.forecast(frame, 3, sample_count=2, seed=0).samples.shape == (2, 3, 6)
     # a second run into the same folder is refused instead of overwriting it
-    assert main(["finetune", str(job_yaml(tmp_path)), "--quiet"]) == 2
+    assert main(["finetune", str(job_yaml(tmp_path)), "--no-progress"]) == 2
     assert "--overwrite" in capsys.readouterr().err
 
 
@@ -91,7 +91,7 @@ def test_finetune_cli_single_process(tmp_path, capsys):
 )
 def test_bad_jobs_fail_with_one_named_line(tmp_path, capsys, overrides, message):
     write_series(tmp_path / "data", count=1)
-    assert main(["finetune", str(job_yaml(tmp_path, **overrides)), "--quiet"]) == 2
+    assert main(["finetune", str(job_yaml(tmp_path, **overrides)), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("kronos-bt: error:") and message in err and "\n" not in err
     assert not (tmp_path / "out").exists()
@@ -100,7 +100,7 @@ def test_bad_jobs_fail_with_one_named_line(tmp_path, capsys, overrides, message)
 def test_bad_data_file_is_named(tmp_path, capsys):
     folder = write_series(tmp_path / "data", count=2)
     (folder / "series1.csv").write_text("timestamp,open,high,low,close\n2021-01-01,1,2,0.5,-1\n")
-    assert main(["finetune", str(job_yaml(tmp_path)), "--quiet"]) == 2
+    assert main(["finetune", str(job_yaml(tmp_path)), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "series1" in err and "non-positive prices" in err and "file line 2" in err
 
@@ -115,13 +115,13 @@ def test_ccxt_source_downloads_once_through_the_emulator(tmp_path, capsys):
             "source": "ccxt", "symbol": "BTC/USDT", "timeframe": "1m", "url": emu.url,
             "since": "2024-01-01T00:00", "until": "2024-01-01T04:00", "cache_dir": str(tmp_path / "ohlcv"),
         }]  # fmt: skip
-        assert main(["finetune", str(job_yaml(tmp_path, data=data, train="predictor")), "--quiet"]) == 0
+        assert main(["finetune", str(job_yaml(tmp_path, data=data, train="predictor")), "--no-progress"]) == 0
         record = json.loads((tmp_path / "out/predictor/training_record.json").read_text())
         assert record["data"][0]["name"] == "BTC/USDT 1m" and record["data"][0]["bars"] == 240
         sent = emu.requests
         assert sent > 0
         path = job_yaml(tmp_path, data=data, train="predictor", output=str(tmp_path / "again"))
-        assert main(["finetune", str(path), "--quiet"]) == 0
+        assert main(["finetune", str(path), "--no-progress"]) == 0
         assert emu.requests == sent
     finally:
         emu.stop()

@@ -351,7 +351,7 @@ def test_costs_eating_the_gross_pnl_get_a_hint(tmp_path, capsys):
 def test_evaluate_reports_progress_while_baselines_run(tmp_path, sp500_bars, capsys):
     csv = _daily_csv(tmp_path / "bars.csv", sp500_bars, start="2014-01-01", end="2015-03-31")
     code, _, err = _run(capsys, "evaluate", "--csv", str(csv), "--model", "none", "--baselines", "random_walk,drift",
-                        "--lookback", "64", "--horizon", "3", "--samples", "4", "--stride", "20",
+                        "--lookback", "64", "--pred-len", "3", "--sample-count", "4", "--stride", "20",
                         "--out", str(tmp_path / "ev"))  # fmt: skip
     assert code == 0, err
     assert "baseline 1/2 random_walk: fitting" in err and "baseline 2/2 drift: fitting" in err
