@@ -20,7 +20,7 @@ import pandas as pd
 
 from kronos_model.errors import InsufficientHistoryError
 
-from . import reporting, walkforward  # walkforward registers the `finetune:` YAML block
+from . import reporting, walkforward
 from .config import BacktestConfig, ModelConfig, check_names, check_param_types, load_config
 from .datacheck import DataWarning, data_warnings
 from .errors import ConfigError
@@ -215,7 +215,7 @@ def run_backtest(
         import torch
 
         torch.set_num_threads(cfg.engine.threads)
-    if "finetune" in cfg.sections:  # walk-forward: each fold's bars are forecast by that fold's model
+    if cfg.finetune is not None:  # walk-forward: each fold's bars are forecast by that fold's model
         report_dir = (Path(out_dir) if out_dir is not None else cfg.output_dir) if write_reports else None
         predictor = walkforward.prepare_backtest(
             cfg, predictor, history, start, frame.index[-1], report_dir=report_dir

@@ -237,7 +237,7 @@ def _bars_before(data: bt.feed.DataBase, boundary: int) -> pd.DataFrame:
 
 def live_refitter(cfg: BacktestConfig, base: Any, step_ms: int) -> LiveRefitter:
     """The refitter of a config's ``finetune:`` block (fold checkpoints where its walk-forward puts them)."""
-    settings: WalkForwardConfig = cfg.sections["finetune"]
+    settings: WalkForwardConfig = cfg.finetune
     cache_root = Path(cfg.indicator.cache_dir or DEFAULT_CACHE)
     fold_dir = Path(settings.cache_dir) if settings.cache_dir else cache_root / "walkforward"
     return LiveRefitter(base, settings, SignalSpec.from_config(cfg), fold_dir, step_ms)

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..config import BacktestConfig, DataConfig, build_dataclass, load_config, register_section
+from ..config import BacktestConfig, DataConfig, build_dataclass, load_config
+from ..config.sweep import OBJECTIVES, SweepConfig
 from ..errors import ConfigError
 from ..feeds import DATASETS, data_fingerprint, slice_with_warmup
 from ..runner import load_bars, strategy_classes
@@ -42,11 +43,6 @@ __all__ = [
     "OBJECTIVES", "RunSpec", "Shard", "SweepConfig", "SweepPlan", "WalkForwardJob", "param_sets", "plan_sweep",
 ]  # fmt: skip
 
-OBJECTIVES: tuple[str, ...] = (
-    "sharpe", "sortino", "cagr", "total_return", "max_drawdown", "volatility", "hit_rate", "exposure", "turnover",
-    "ic", "rank_ic", "ic_icir", "rank_ic_icir",
-)  # fmt: skip
-_CROSS_SECTIONAL = ("ic", "rank_ic", "ic_icir", "rank_ic_icir")  # objectives only a universe has
 # Top-level sections whose keys may be swept; name/output/engine only change bookkeeping.
 _SWEEPABLE: tuple[str, ...] = (
     "indicator",
@@ -60,29 +56,6 @@ _SWEEPABLE: tuple[str, ...] = (
 )
 # Keys that change neither a forecast nor a trade, left out of run ids so moving the cache keeps results.
 _NOT_IN_RUN_ID: tuple[tuple[str, str], ...] = (("indicator", "cache_dir"), ("indicator", "batch_size"))
-
-
-@dataclass
-class SweepConfig:
-    """The ``sweep:`` block: which keys to vary and how, over which assets, ranked by which metric."""
-
-    method: str = "grid"  # grid: every combination; random: ``samples`` draws
-    params: dict[str, Any] = field(
-        default_factory=dict
-    )  # dotted key -> list of values (random: or {low, high, log})
-    samples: int = 20  # random search: parameter sets drawn (duplicates dropped)
-    seed: int = 0  # random search: the draws' seed
-    assets: tuple[Any, ...] = ()  # data sources: mappings like `data:`, a file path or a data set name
-    universes: tuple[
-        Any, ...
-    ] = ()  # with universe:, the universes: folders, globs or mappings of universe: keys
-    objective: str = "sharpe"
-    direction: str = "max"  # max or min
-    top_n: int = 3  # full tear-sheets for the best N runs
-    out: str = "sweeps/{name}"
-    workers: int | None = None  # local cluster size (default: one per CPU core, at most 8)
-    threads_per_worker: int = 1
-    scheduler: str | None = None  # tcp://HOST:PORT of an existing dask scheduler
 
 
 # ----------------------------------------------------------------------------- validation and planning
@@ -155,7 +128,7 @@ def _check_key(base: Mapping[str, Any], key: str, value: Any) -> None:
 
 def check_strategy(cfg: BacktestConfig) -> None:
     """The strategy (and indicator) classes a config names exist and take its params (universe: a ranking one)."""
-    if "universe" in cfg.sections:
+    if cfg.universe is not None:
         from ..universe.runner import strategy_class
 
         strategy_class(cfg)
@@ -179,32 +152,10 @@ def _asset_label(data: Mapping[str, Any]) -> str:
     return str(data.get("name") or data.get("dataset") or Path(str(data.get("path"))).stem)
 
 
-def _validate_sweep(section: SweepConfig, cfg: BacktestConfig) -> None:
-    """Cross-field rules of the ``sweep:`` block, run by ``load_config``; each message names the key."""
-    if section.method not in ("grid", "random"):
-        raise ConfigError(f"'sweep.method' must be 'grid' or 'random', got {section.method!r}")
-    if section.objective not in OBJECTIVES:
-        raise ConfigError(
-            f"'sweep.objective' must be one of {', '.join(OBJECTIVES)}, got {section.objective!r}"
-        )
-    if section.direction not in ("max", "min"):
-        raise ConfigError(f"'sweep.direction' must be 'max' or 'min', got {section.direction!r}")
-    for name, low in (("samples", 1), ("top_n", 0), ("threads_per_worker", 1)):
-        if getattr(section, name) < low:
-            raise ConfigError(f"'sweep.{name}' must be >= {low}, got {getattr(section, name)}")
-    if section.workers is not None and section.workers < 1:
-        raise ConfigError(f"'sweep.workers' must be >= 1, got {section.workers}")
-    universe = "universe" in cfg.sections
-    if section.objective in _CROSS_SECTIONAL and not universe:
-        raise ConfigError(
-            f"'sweep.objective: {section.objective}' is a cross-sectional metric: it needs a universe: block"
-        )
-    if universe and section.assets:
-        raise ConfigError(
-            "a universe sweep lists 'sweep.universes' (folders, globs or mappings), not 'sweep.assets'"
-        )
-    if section.universes and not universe:
-        raise ConfigError("'sweep.universes' needs a universe: block in the config (or list 'sweep.assets')")
+def check_sweep_runs(section: SweepConfig, cfg: BacktestConfig) -> None:
+    """Every swept value and every source of ``sweep:`` makes a runnable backtest (run by ``load_config``
+    after the block's own rules, :func:`kronos_strategies.config.sweep.check_sweep`); errors name the key."""
+    universe = cfg.universe is not None
     base = _base_raw(cfg)
     for key, spec in section.params.items():
         _check_key(base, key, _choices(spec, key, section.method)[0])
@@ -213,9 +164,6 @@ def _validate_sweep(section: SweepConfig, cfg: BacktestConfig) -> None:
     if dupes:
         what = "universes" if universe else "assets"
         raise ConfigError(f"sweep.{what} has duplicate names {dupes}: give each a distinct 'name'")
-
-
-register_section("sweep", SweepConfig, _validate_sweep)
 
 
 def _draw(rng: np.random.Generator, spec: Any) -> Any:
@@ -333,7 +281,7 @@ def _finetune_settings(
     cfg: BacktestConfig, *, drop: tuple[str, ...] = ("progress",)
 ) -> dict[str, Any] | None:
     """The ``finetune:`` block as a mapping without keys that change no fold model (None: no walk-forward)."""
-    section = cfg.sections.get("finetune")
+    section = cfg.finetune
     if section is None:
         return None
     return {k: v for k, v in dataclasses.asdict(section).items() if k not in drop}
@@ -349,7 +297,7 @@ def _forecast_group(asset: str, cfg: BacktestConfig) -> str:
 
 def _min_history(cfg: BacktestConfig) -> int | None:
     """A universe's ``min_history`` (it moves the trading start, so the windows forecast); None without one."""
-    uni = cfg.sections.get("universe")
+    uni = cfg.universe
     return None if uni is None else uni.min_history
 
 
@@ -402,7 +350,7 @@ def _sources(section: SweepConfig, base: Mapping[str, Any]) -> list[tuple[str, d
 
 def _load_source(cfg: BacktestConfig) -> tuple[Any, str]:
     """The bars of one asset (a frame) or universe (frames by asset name) and their fingerprint."""
-    if "universe" in cfg.sections:
+    if cfg.universe is not None:
         from ..universe.assets import load_universe
 
         frames = load_universe(cfg)
@@ -420,7 +368,7 @@ def plan_sweep(
 ) -> SweepPlan:
     """Expand a config with a ``sweep:`` block into runs and forecast shards (loads the bars, no model)."""
     cfg = config if isinstance(config, BacktestConfig) else load_config(config, overrides)
-    section = cfg.sections.get("sweep")
+    section = cfg.sweep
     if section is None:
         raise ConfigError(
             f"{cfg.source or 'the config'} has no 'sweep:' block; add one (see backtests/sp500_sweep.yaml)"
@@ -464,7 +412,7 @@ def plan_sweep(
     for g, rs in groups.items():
         if g in in_jobs:
             continue
-        if "universe" in rs[0].config.sections:
+        if rs[0].config.universe is not None:
             shards += universe_shards(g, rs[0].asset, _gcd_every(rs), bars[rs[0].asset], workers)
         else:
             shards += _shards(g, rs[0].asset, rs, bars[rs[0].asset], workers)

@@ -146,7 +146,7 @@ def run_sweep(
     cfg = config_path_or_cfg
     if not isinstance(cfg, BacktestConfig):
         cfg = load_config(cfg, overrides)
-    section = cfg.sections.get("sweep") or SweepConfig()
+    section = cfg.sweep or SweepConfig()
     scheduler = scheduler if scheduler is not None else section.scheduler
     threads = threads_per_worker or section.threads_per_worker
     top = section.top_n if top_n is None else top_n

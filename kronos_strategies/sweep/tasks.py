@@ -179,7 +179,7 @@ def backtest_run(run: RunSpec, bars: Any, runs_dir: str, after: Any = None) -> d
     record: dict[str, Any] = {"run_id": run.run_id, "asset": run.asset, "params": run.params}
     predictor = worker_predictor(run.config.model)
     try:
-        if "universe" in run.config.sections:
+        if run.config.universe is not None:
             from ..universe.runner import run_universe_backtest
 
             result = run_universe_backtest(run.config, predictor=predictor, frames=bars, write_reports=False)
@@ -215,7 +215,7 @@ def report_run(run: RunSpec, bars: Any, out_dir: str) -> list[str]:
     cfg = copy.copy(run.config)
     cfg.output = dataclasses.replace(cfg.output, tearsheet=True, chart=True)
     predictor = worker_predictor(cfg.model)
-    if "universe" in cfg.sections:
+    if cfg.universe is not None:
         from ..universe.runner import run_universe_backtest
 
         result = run_universe_backtest(cfg, predictor=predictor, frames=bars, out_dir=out_dir)

@@ -95,7 +95,7 @@ def universe_shards(
     ind = cfg.indicator
     try:
         aligned = align_universe(dict(frames), start=cfg.dates.start, end=cfg.dates.end, lookback=ind.lookback,
-                                 min_history=cfg.sections["universe"].min_history)  # fmt: skip
+                                 min_history=cfg.universe.min_history)  # fmt: skip
     except KronosError:
         return []  # each run reports the problem itself
     first = int(aligned.index.searchsorted(aligned.start))

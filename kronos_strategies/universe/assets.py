@@ -22,7 +22,7 @@ _SUFFIXES = (".csv", ".parquet", ".pq", ".gz", ".txt")
 
 def load_universe(cfg: BacktestConfig) -> dict[str, pd.DataFrame]:
     """Each asset's bars by name (``read_ohlcv`` frames), in the order of the config or of the file names."""
-    uni: UniverseConfig = cfg.sections["universe"]
+    uni: UniverseConfig = cfg.universe
     if uni.assets:
         return {asset_label(a, i): _load_asset(cfg, a, asset_label(a, i)) for i, a in enumerate(uni.assets)}
     paths = _listed_files(cfg, uni)

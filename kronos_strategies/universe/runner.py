@@ -83,11 +83,11 @@ def run_universe_backtest(
     started = time.perf_counter()
     timings: dict[str, float] = {}
     cfg = config if isinstance(config, BacktestConfig) else load_config(config, overrides)
-    if "universe" not in cfg.sections:
+    if cfg.universe is None:
         raise ConfigError(
             "this config has no 'universe:' block; use kronos-bt run for single-asset backtests"
         )
-    uni: UniverseConfig = cfg.sections["universe"]
+    uni: UniverseConfig = cfg.universe
     strategy_cls = strategy_class(cfg)
     raw = validated(dict(frames)) if frames is not None else load_universe(cfg)
     universe, forecaster = prepare_universe(cfg, raw, predictor, checked=True)
@@ -139,7 +139,7 @@ def prepare_universe(
     ``frames`` are ``read_ohlcv`` frames by asset name (validated here unless ``checked``); ``predictor`` None
     loads the config's model. Shared by the backtest and the sweep's forecast shards.
     """
-    uni: UniverseConfig = cfg.sections["universe"]
+    uni: UniverseConfig = cfg.universe
     ind = cfg.indicator
     raw = dict(frames) if checked else validated(dict(frames))
     universe = align_universe(
@@ -194,7 +194,7 @@ def _collect(
     """Series over the trading period, weights, fills and the metrics of strategy, benchmark and signal."""
     from .report import signal_report
 
-    uni: UniverseConfig = cfg.sections["universe"]
+    uni: UniverseConfig = cfg.universe
     index = universe.index
     equity_all = pd.Series([r[0] for r in strat.records], index=index, name="equity")
     values = pd.DataFrame([r[2] for r in strat.records], index=index, columns=strat.names)

@@ -14,7 +14,6 @@ _EXPORTS: dict[str, str] = {
     "DEFAULT_CACHE": ".config",
     "SignalSpec": ".config",
     "WalkForwardConfig": ".config",
-    "check_walkforward": ".config",
     "Fold": ".folds",
     "make_schedule": ".folds",
     "FOLD_FILE": ".store",

@@ -205,7 +205,7 @@ def walkforward_for(
     cfg: BacktestConfig, predictor: Any, bars: pd.DataFrame, start: object, end: object
 ) -> WalkForwardResult:
     """Train (or load) and forecast every fold of the ``finetune:`` block of ``cfg`` (sweeps precompute this)."""
-    settings: WalkForwardConfig = cfg.sections["finetune"]
+    settings: WalkForwardConfig = cfg.finetune
     spec = SignalSpec.from_config(cfg)
     folds = make_schedule(bars.index, start, end, every=settings.every, window=settings.window)
     cache_root = Path(cfg.indicator.cache_dir or DEFAULT_CACHE)

@@ -10,7 +10,7 @@ import pandas as pd
 
 from kronos_model.errors import InsufficientHistoryError
 
-from ..errors import ConfigError
+from ..config.finetune import to_periods
 from ..feeds import as_index_time
 
 __all__ = ["Fold", "make_schedule", "period_starts"]
@@ -36,13 +36,7 @@ class Fold:
 
 def period_starts(local: pd.DatetimeIndex, every: str) -> np.ndarray:
     """Positions where a new calendar period (pandas period alias) begins; the first bar always does."""
-    try:
-        periods = local.to_period(every)
-    except (ValueError, TypeError):
-        raise ConfigError(
-            f"'finetune.every' {every!r} is neither a number of bars nor a pandas period alias ('Q', 'M', 'W', 'Y')"
-        ) from None
-    codes = periods.asi8
+    codes = to_periods(local, every).asi8
     return np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from kronos_strategies import config as config_mod
 from kronos_strategies.config import BacktestConfig, apply_overrides, load_config, register_section
+from kronos_strategies.config import backtest as config_backtest
 from kronos_strategies.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,22 +118,54 @@ def test_invalid_yaml_names_the_line(tmp_path):
         load_config(tmp_path / "missing.yaml")
 
 
-def test_registered_sections_load_and_validate(monkeypatch):
+def test_optional_blocks_are_typed_fields_loaded_and_validated():
+    from kronos_strategies.config import PaperSection, SweepConfig, UniverseConfig, WalkForwardConfig
+
+    base = {"data": {"dataset": "sp500"}}
+    cfg = load_config(base)
+    assert (cfg.finetune, cfg.sweep, cfg.paper, cfg.universe) == (None, None, None, None)
+    assert cfg.sections == {} and "finetune" not in cfg.to_dict()
+    small = {**base, "indicator": {"lookback": 64}}
+    cfg = load_config({**small, "finetune": None, "paper": {"symbol": "BTC/USDT"}})  # an empty block: defaults
+    assert cfg.finetune == WalkForwardConfig() and isinstance(cfg.paper, PaperSection)
+    assert cfg.sections == {"finetune": cfg.finetune, "paper": cfg.paper}
+    assert cfg.to_dict()["finetune"]["every"] == 63 and cfg.to_dict()["paper"]["symbol"] == "BTC/USDT"
+    uni = load_config({"universe": {"files": "x/*.csv"}}).universe
+    assert isinstance(uni, UniverseConfig) and uni.files == "x/*.csv"
+    assert SweepConfig().objective == "sharpe"
+    with pytest.raises(ConfigError, match="unknown key 'finetune.stepz'; did you mean 'finetune.steps'"):
+        load_config({**base, "finetune": {"stepz": 3}})
+    with pytest.raises(ConfigError, match="unknown key 'finetun'; did you mean 'finetune'"):
+        load_config({**base, "finetun": {}})
+    with pytest.raises(ConfigError, match="'finetune.init' must be 'base' or 'previous'"):
+        load_config({**base, "finetune": {"init": "scratch"}})
+    with pytest.raises(ConfigError, match="'sweep.method' must be 'grid' or 'random'"):
+        load_config({**base, "sweep": {"method": "bayes"}})
+    with pytest.raises(ConfigError, match="paper.symbol is required"):
+        load_config({**base, "paper": {}})
+    with pytest.raises(ConfigError, match="'universe:' replaces 'data:'"):
+        load_config({**base, "universe": {"files": "x/*.csv"}})
+
+
+def test_register_section_still_works_for_one_release_with_a_deprecation_warning(monkeypatch):
     @dataclass
-    class Sweep:
+    class Extra:
         grid: dict | None = None
         workers: int = 1
 
-    def check(section: Sweep, cfg: BacktestConfig) -> None:
+    def check(section: Extra, cfg: BacktestConfig) -> None:
         if section.workers < 1:
-            raise ConfigError("'sweep.workers' must be >= 1")
+            raise ConfigError("'extra.workers' must be >= 1")
 
-    monkeypatch.setattr(config_mod, "_SECTIONS", dict(config_mod._SECTIONS))
-    register_section("sweep", Sweep, check)
-    cfg = load_config({"data": {"dataset": "sp500"}, "sweep": {"workers": 3}})
-    assert cfg.sections["sweep"] == Sweep(workers=3)
-    assert cfg.to_dict()["sweep"] == {"grid": None, "workers": 3}
-    with pytest.raises(ConfigError, match="unknown key 'sweep.worker'; did you mean 'sweep.workers'"):
-        load_config({"data": {"dataset": "sp500"}, "sweep": {"worker": 3}})
-    with pytest.raises(ConfigError, match="'sweep.workers' must be >= 1"):
-        load_config({"data": {"dataset": "sp500"}, "sweep": {"workers": 0}})
+    monkeypatch.setattr(config_backtest, "_EXTRA", {})
+    with pytest.warns(DeprecationWarning, match="register_section is deprecated"):
+        register_section("extra", Extra, check)
+    cfg = load_config({"data": {"dataset": "sp500"}, "extra": {"workers": 3}})
+    assert cfg.sections["extra"] == Extra(workers=3)
+    assert cfg.to_dict()["extra"] == {"grid": None, "workers": 3}
+    with pytest.raises(ConfigError, match="unknown key 'extra.worker'; did you mean 'extra.workers'"):
+        load_config({"data": {"dataset": "sp500"}, "extra": {"worker": 3}})
+    with pytest.raises(ConfigError, match="'extra.workers' must be >= 1"):
+        load_config({"data": {"dataset": "sp500"}, "extra": {"workers": 0}})
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="built-in section"):
+        register_section("sweep", Extra)
