@@ -6,6 +6,7 @@ Checkpoint-compatible with the released NeoQuasar/Kronos-* weights; never import
 from __future__ import annotations
 
 from . import _threads  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
+from .calibration import CalibrationSpec, OnlineCalibrator, calibrate_forecasts
 from .config import KronosConfig, KronosTokenizerConfig
 from .errors import (
     CheckpointError,
@@ -24,6 +25,9 @@ from .tokenizer import KronosTokenizer
 from .transformer import Kronos
 
 __all__ = [
+    "CalibrationSpec",
+    "OnlineCalibrator",
+    "calibrate_forecasts",
     "CheckpointError",
     "ConfigError",
     "DataError",

@@ -1,0 +1,134 @@
+"""Online conformal calibration: no future outcome is read, coverage reaches the target, bad input is refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kronos_model import CalibrationSpec, ConfigError, DataError, Forecast, OnlineCalibrator
+from kronos_model.calibration import calibrate_forecasts, calibrate_paths
+
+SIGMA = 0.01
+
+
+def _series(n: int, seed: int) -> np.ndarray:
+    """Closes of a random walk with iid Gaussian log returns of std SIGMA."""
+    rng = np.random.default_rng(seed)
+    return 100.0 * np.exp(np.cumsum(rng.normal(0.0, SIGMA, n)))
+
+
+def _narrow_paths(close: np.ndarray, bars: np.ndarray, horizon: int, samples: int, width: float, seed: int):
+    """Close paths of a forecaster whose step std is ``width * SIGMA`` (0.5: twice too narrow)."""
+    rng = np.random.default_rng(seed)
+    steps = rng.normal(0.0, width * SIGMA, (len(bars), samples, horizon))
+    return close[bars][:, None, None] * np.exp(np.cumsum(steps, axis=2))
+
+
+def _band_coverage(paths: np.ndarray, realised: np.ndarray) -> np.ndarray:
+    lo, hi = np.quantile(paths, [0.1, 0.9], axis=1)
+    return ((lo <= realised) & (realised <= hi)).mean(axis=0)
+
+
+@pytest.mark.parametrize("width", [0.5, 2.0])
+def test_calibrated_band_converges_to_target_coverage(width: float) -> None:
+    horizon, n = 3, 2500
+    close = _series(n, seed=1)
+    bars = np.arange(5, n - horizon)
+    paths = _narrow_paths(close, bars, horizon, 32, width, seed=2)
+    realised = np.stack([close[b + 1 : b + 1 + horizon] for b in bars])
+    out, scales = calibrate_paths(paths, close[bars], bars, close, CalibrationSpec(target=0.8))
+    raw = _band_coverage(paths, realised)
+    late = slice(len(bars) // 2, None)  # after ACI has settled
+    calibrated = _band_coverage(out[late], realised[late])
+    if width < 1:
+        assert (raw < 0.55).all()  # a Gaussian band of half the true std covers about 0.47
+        assert (np.nanmean(scales[late], axis=0) > 1.6).all()
+    else:
+        assert (raw > 0.93).all()  # twice too wide: about 0.99 with exact quantiles
+        assert (np.nanmean(scales[late], axis=0) < 0.65).all()
+    np.testing.assert_allclose(calibrated, 0.8, atol=0.03)
+
+
+def test_forecasts_issued_up_to_t_ignore_every_later_outcome() -> None:
+    horizon, n, t = 4, 400, 251  # t is a forecast bar
+    close = _series(n, seed=3)
+    bars = np.arange(3, n - horizon, 2)
+    paths = _narrow_paths(close, bars, horizon, 16, 0.7, seed=4)
+    spec = CalibrationSpec(warmup=5, window=10)  # a short window: every score moves the quantile
+    base, base_k = calibrate_paths(paths, close[bars], bars, close, spec)
+    changed = close.copy()
+    changed[t + 1 :] *= np.exp(np.random.default_rng(5).normal(0.0, 0.2, n - t - 1))  # every bar after t
+    later = bars > t
+    moved = paths.copy()
+    moved[later] *= 1.3  # forecasts issued after t change too
+    out, out_k = calibrate_paths(moved, close[bars], bars, changed, spec)
+    early = bars <= t
+    np.testing.assert_array_equal(out[early], base[early])
+    np.testing.assert_array_equal(out_k[early], base_k[early])
+    assert not np.array_equal(out_k[later], base_k[later])  # the perturbation does reach later forecasts
+
+
+def test_a_one_step_outcome_is_used_only_from_the_bar_it_happens() -> None:
+    """Hand-computed: samples -1 %, 0, +1 % give a raw 80 % band of +-0.8 %; a +1.6 % outcome scores 2."""
+    cal = OnlineCalibrator(target=0.8, warmup=1, window=10)
+    returns = np.array([[-0.01], [0.0], [0.01]])
+    cal.observe(100.0)
+    first = cal.apply_paths(100.0 * (1 + returns), 100.0)
+    np.testing.assert_allclose(first[:, 0], 100.0 * (1 + returns[:, 0]))  # warm-up: raw
+    assert np.isnan(cal.last_scales).all()
+    cal.observe(101.6)  # the step ends on this bar: its score (2.0) is known from now on
+    second = cal.apply_paths(101.6 * (1 + returns), 101.6)
+    assert cal.last_scales[0] == pytest.approx(2.0)
+    np.testing.assert_allclose(np.quantile(second[:, 0] / 101.6 - 1, [0.1, 0.9]), [-0.016, 0.016])
+    assert cal.coverage()["raw"] == [0.0]
+
+
+def test_calibrate_forecasts_matches_the_clocked_calibrator_and_keeps_warm_up_raw() -> None:
+    horizon, n = 2, 120
+    close = _series(n, seed=6)
+    stamps = pd.date_range("2020-01-01", periods=n, freq="D")
+    bars = np.arange(10, n - horizon)
+    paths = _narrow_paths(close, bars, horizon, 8, 0.5, seed=7).astype(np.float32)
+    forecasts = []
+    for b, p in zip(bars, paths):
+        samples = np.repeat(p[:, :, None], 6, axis=2)  # every price column = the close path
+        future = pd.date_range(stamps[b] + pd.Timedelta(days=1), periods=horizon, freq="D")
+        forecasts.append(Forecast(samples, future, float(close[b]), stamps[b]))
+    spec = CalibrationSpec(warmup=15)
+    out = calibrate_forecasts(forecasts, pd.Series(close, index=stamps), spec)
+    expected, _ = calibrate_paths(paths.astype(np.float64), close[bars], bars, close, spec)
+    assert out[0] is forecasts[0]  # warm-up: the raw forecast itself
+    np.testing.assert_allclose(np.stack([f.paths("close") for f in out]), expected, rtol=1e-5)
+    np.testing.assert_allclose(
+        out[-1].paths("high"), out[-1].paths("close")
+    )  # same map on every price column
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"target": 1.5}, "'calibration.target' must be a coverage in (0, 1)"),
+        ({"method": "cqr"}, "'calibration.method' must be one of ['aci']"),
+        ({"gamma": 0}, "'calibration.gamma' must be in (0, 0.5]"),
+        ({"warmup": 600}, "'calibration.warmup' must be in [1, window=500]"),
+        ({"targte": 0.8}, "unknown key 'calibration.targte'"),
+        ("aci", "'calibration' must be a mapping"),
+    ],
+)
+def test_bad_settings_name_the_key(value: object, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        CalibrationSpec.coerce(value)
+    assert message in str(err.value)
+
+
+def test_bad_series_and_order_are_refused() -> None:
+    cal = OnlineCalibrator()
+    with pytest.raises(DataError, match="positive closes"):
+        cal.observe(-1.0)
+    close = _series(30, seed=8)
+    paths = _narrow_paths(close, np.array([5, 3]), 2, 4, 1.0, seed=9)
+    with pytest.raises(DataError, match="non-decreasing"):
+        calibrate_paths(paths, close[[5, 3]], [5, 3], close)
+    assert CalibrationSpec.coerce(None) is None
+    assert CalibrationSpec.coerce({"method": "aci"}, target=0.6).target == 0.6
