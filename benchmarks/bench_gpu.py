@@ -53,7 +53,10 @@ def synthetic_series(bars: int = 6000):
     )
 
 
-def build(dtype: Any, cuda_graph: bool, shape: str = "small"):
+MODES = {"eager": (False, False), "cuda graph": (True, False), "cuda graph + compile": (True, True)}
+
+
+def build(dtype: Any, cuda_graph: bool, compile: bool = False, shape: str = "small"):
     import torch
 
     from kronos_model import Kronos, KronosPredictor, KronosTokenizer
@@ -63,7 +66,13 @@ def build(dtype: Any, cuda_graph: bool, shape: str = "small"):
     tok = KronosTokenizer(**spec["tokenizer"]).eval()
     model = Kronos(**spec["predictor"]).eval()
     return KronosPredictor(
-        model, tok, device=DEVICE, max_context=spec["max_context"], dtype=dtype, cuda_graph=cuda_graph
+        model,
+        tok,
+        device=DEVICE,
+        max_context=spec["max_context"],
+        dtype=dtype,
+        cuda_graph=cuda_graph,
+        compile=compile,
     )
 
 
@@ -95,8 +104,10 @@ def forecast_rows(args: argparse.Namespace, series) -> list[dict[str, Any]]:
     for dtype_name in dtypes:
         dtype = getattr(torch, dtype_name)
         results: dict[tuple[int, int], Any] = {}
-        for graph in (False, True):
-            predictor = build(dtype, graph)
+        for mode, (graph, compiled) in MODES.items():
+            if compiled and args.no_compile:
+                continue
+            predictor = build(dtype, graph, compiled)
             for windows, samples in ((1, 5), (32, 5)):
                 ends = [len(series) - 7 * i for i in range(windows)]
                 frames = [series.iloc[e - LOOKBACK : e] for e in ends]
@@ -114,7 +125,7 @@ def forecast_rows(args: argparse.Namespace, series) -> list[dict[str, Any]]:
                     first, wall, out = timed(fn, args.repeats)
                     row = {
                         "dtype": dtype_name,
-                        "decode": "cuda graph" if graph else "eager",
+                        "decode": mode,
                         "windows": windows,
                         "samples": samples,
                         "input": path,
@@ -123,12 +134,12 @@ def forecast_rows(args: argparse.Namespace, series) -> list[dict[str, Any]]:
                         "forecasts_per_s": round(windows / wall, 1),
                     }
                     key = (windows, samples, path)
-                    if graph and key in results:
+                    if mode != "eager" and key in results:
                         diff = max(
                             float(np.abs(a.samples - b.samples).max()) for a, b in zip(out, results[key])
                         )
                         row["max_abs_diff_vs_eager"] = diff
-                    results[key] = out
+                    results.setdefault(key, out)
                     rows.append(row)
                     print(json.dumps(row), flush=True)
             del predictor
@@ -175,7 +186,7 @@ def memory_rows(args: argparse.Namespace, series) -> list[dict[str, Any]]:
 
 
 def profile_rows(series) -> dict[str, str]:
-    """Top CUDA kernels of one eager single-window call per dtype (where the time goes)."""
+    """Top CUDA kernels of one single-window call per mode and dtype (where the time goes)."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
@@ -183,8 +194,13 @@ def profile_rows(series) -> dict[str, str]:
 
     prepared = PreparedSeries.from_frame(series)
     tables = {}
-    for dtype_name in ("float32", "bfloat16"):
-        predictor = build(getattr(torch, dtype_name), False)
+    for dtype_name, mode in (
+        ("float32", "eager"),
+        ("bfloat16", "eager"),
+        ("float32", "cuda graph"),
+        ("bfloat16", "cuda graph + compile"),
+    ):
+        predictor = build(getattr(torch, dtype_name), *MODES[mode])
 
         def call(p=predictor):
             return p.forecast_series(
@@ -196,9 +212,10 @@ def profile_rows(series) -> dict[str, str]:
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             call()
             torch.cuda.synchronize()
-        tables[dtype_name] = prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=12)
-        print(f"--- eager 1 x 5, {dtype_name}: top kernels by self CUDA time", flush=True)
-        print(tables[dtype_name], flush=True)
+        label = f"{mode} 1 x 5, {dtype_name}"
+        tables[label] = prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=10)
+        print(f"--- {label}: top kernels by self CUDA time", flush=True)
+        print(tables[label], flush=True)
         del predictor
     return tables
 
@@ -223,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--quick", action="store_true", help="float32 only, 64 x 20 memory row")
     p.add_argument("--no-profile", action="store_true")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
     args = p.parse_args(argv)
     import torch
 

@@ -15,6 +15,28 @@ from torch import nn
 from .kv_cache import LayerCache
 
 
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """weight * x / sqrt(mean(x^2) + eps), normalised in float32 then cast back to x's dtype."""
+    xf = x.float()
+    normed = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+    return normed.type_as(x) * weight
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate-half RoPE of x [B, H, L, hd] with cos/sin [L, hd] or [B, L, hd] (broadcast over heads)."""
+    if cos.dim() == 3:
+        cos, sin = cos[:, None], sin[:, None]
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
+
+
+def swiglu(x: torch.Tensor, w1: torch.Tensor, w3: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+    """w2(silu(w1 x) * w3 x) with bias-free weights."""
+    return F.linear(F.silu(F.linear(x, w1)) * F.linear(x, w3), w2)
+
+
 class RMSNorm(nn.Module):
     """y = weight * x / sqrt(mean(x^2) + eps), normalised in float32 then cast back."""
 
@@ -23,10 +45,10 @@ class RMSNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
 
+    norm_fn = staticmethod(rms_norm)  # swapped by kronos_model.fused
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
-        normed = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return normed.type_as(x) * self.weight
+        return self.norm_fn(x, self.weight, self.eps)
 
 
 class RotaryEmbedding(nn.Module):
@@ -51,15 +73,11 @@ class RotaryEmbedding(nn.Module):
         angles = torch.cat((angles, angles), dim=-1)
         return angles.cos(), angles.sin()
 
+    rope_fn = staticmethod(apply_rope)  # swapped by kronos_model.fused
+
     def rotate(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Apply the rotation to x [B, H, L, hd] at positions [L] or [B, L]."""
-        cos, sin = self.cos_sin(positions)
-        if cos.dim() == 3:  # per-row positions [B, L, hd] -> broadcast over heads
-            cos, sin = cos[:, None], sin[:, None]
-        cos, sin = cos.to(x.dtype), sin.to(x.dtype)
-        half = x.shape[-1] // 2
-        rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-        return x * cos + rotated * sin
+        return self.rope_fn(x, *self.cos_sin(positions))
 
 
 def _split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
@@ -164,8 +182,9 @@ class SelfAttention(AttentionProjections):
         length = x.shape[1]
         if positions is None:
             positions = torch.arange(length, device=x.device)
-        q = self.rotary.rotate(_split_heads(self.q_proj(x), self.n_heads), positions)
-        k = self.rotary.rotate(_split_heads(self.k_proj(x), self.n_heads), positions)
+        cos, sin = self.rotary.cos_sin(positions)  # once for q and k
+        q = self.rotary.rope_fn(_split_heads(self.q_proj(x), self.n_heads), cos, sin)
+        k = self.rotary.rope_fn(_split_heads(self.k_proj(x), self.n_heads), cos, sin)
         v = _split_heads(self.v_proj(x), self.n_heads)
         dropout = self.attn_dropout_p if self.training else 0.0
         if cache is not None:
@@ -196,8 +215,10 @@ class FeedForward(nn.Module):
         self.w2 = nn.Linear(ff_dim, d_model, bias=False)
         self.dropout = nn.Dropout(dropout_p)
 
+    ffn_fn = staticmethod(swiglu)  # swapped by kronos_model.fused
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.w2(F.silu(self.w1(x)) * self.w3(x)))
+        return self.dropout(self.ffn_fn(x, self.w1.weight, self.w3.weight, self.w2.weight))
 
 
 class TransformerBlock(nn.Module):

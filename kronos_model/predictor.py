@@ -58,6 +58,8 @@ class KronosPredictor:
     max_batch_bytes : batched calls are split so that one chunk's KV cache stays under this many bytes.
     cuda_graph : record each batch shape's cached decode once as a CUDA graph and replay it (None: on for
         CUDA). Same numbers as the eager path for seeded forecasts; see :mod:`kronos_model.cuda_graph`.
+    compile : ``torch.compile`` the blocks' elementwise math (:mod:`kronos_model.fused`); off by default
+        because fused kernels round differently from the reference's.
     """
 
     def __init__(
@@ -72,6 +74,7 @@ class KronosPredictor:
         num_threads: int | None = None,
         max_batch_bytes: int = 4 * 1024**3,
         cuda_graph: bool | None = None,
+        compile: bool = False,
     ):
         if model.s1_bits != tokenizer.s1_bits or model.s2_bits != tokenizer.s2_bits:
             raise DataError(
@@ -91,6 +94,10 @@ class KronosPredictor:
         self.max_batch_bytes = max_batch_bytes
         # record each batch shape's decode once and replay it (default on CUDA, where launches dominate)
         self.cuda_graph = self.device.type == "cuda" if cuda_graph is None else bool(cuda_graph)
+        if compile:
+            from .fused import fuse_elementwise
+
+            fuse_elementwise(self.model, self.tokenizer)
         self.price_cols = list(FEATURE_COLUMNS[:4])
         self.vol_col, self.amt_col = "volume", "amount"
         self.time_cols = ["minute", "hour", "weekday", "day", "month"]
