@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -335,6 +335,18 @@ class MatchingEngine:
             self.now()
             return [{"asset": a, "free": _s(max(self.free[a], 0.0)), "locked": _s(max(self.locked[a], 0.0))}
                     for a in sorted(self.free)]  # fmt: skip
+
+
+def share_account(engines: Sequence[MatchingEngine]) -> None:
+    """One account for several markets, as on an exchange: every engine books into the first engine's balances
+    under its lock (the others' starting balances are ignored); each market keeps its own orders, fills and ids
+    (numbered per symbol, like Binance's)."""
+    first = engines[0]
+    for engine in engines[1:]:
+        for asset in (engine.rules.base, engine.rules.quote):
+            first.free.setdefault(asset, 0.0)
+            first.locked.setdefault(asset, 0.0)
+        engine.free, engine.locked, engine.lock = first.free, first.locked, first.lock
 
 
 def _s(x: float) -> str:

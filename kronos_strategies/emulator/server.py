@@ -15,11 +15,14 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
-from .matching import EmulatorReject, EmuOrder, EmuTrade, MatchingEngine, _s
+from kronos_strategies.errors import ConfigError
+
+from .matching import EmulatorReject, EmuOrder, EmuTrade, MarketRules, MatchingEngine, _s, share_account
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +65,23 @@ class _Drop(Exception):
 
 
 class ExchangeEmulator:
-    """Serve a :class:`MatchingEngine` on 127.0.0.1; ``start()`` runs it in a daemon thread."""
+    """Serve one :class:`MatchingEngine` per market on 127.0.0.1; ``start()`` runs it in a daemon thread.
 
-    def __init__(self, engine: MatchingEngine, *, api_key: str, secret: str, faults: FaultPlan | None = None,
-                 host: str = "127.0.0.1", port: int = 0, interval: str = "1m") -> None:  # fmt: skip
-        self.engine, self.faults, self.interval = engine, faults or FaultPlan(), interval
+    Several engines (one per symbol, each with its own candles, holes allowed) trade from one account
+    (:func:`share_account`); give them one :class:`ReplayClock`. ``engine`` is the first market's.
+    """
+
+    def __init__(self, engine: MatchingEngine | Sequence[MatchingEngine], *, api_key: str, secret: str,
+                 faults: FaultPlan | None = None, host: str = "127.0.0.1", port: int = 0,
+                 interval: str = "1m") -> None:  # fmt: skip
+        engines = [engine] if isinstance(engine, MatchingEngine) else list(engine)
+        self.markets = {e.rules.symbol_id: e for e in engines}
+        if len(self.markets) != len(engines):
+            raise ConfigError(
+                "each emulated market needs its own symbol; two CSVs were given the same --symbol"
+            )
+        share_account(engines)
+        self.engine, self.faults, self.interval = engines[0], faults or FaultPlan(), interval
         self._key, self._secret = api_key, secret.encode()
         self._rng = random.Random(self.faults.seed)
         self._rng_lock = threading.Lock()
@@ -174,6 +189,13 @@ class ExchangeEmulator:
         if not hmac.compare_digest(expected, signature):
             raise EmulatorReject(400, -1022, "Signature for this request is not valid.")
 
+    def _market(self, p: dict[str, str]) -> MatchingEngine:
+        """The engine of the request's ``symbol`` (the first market when none is given); -1121 when unknown."""
+        eng = self.markets.get(p.get("symbol", self.engine.rules.symbol_id))
+        if eng is None:
+            raise EmulatorReject(400, -1121, "Invalid symbol.")
+        return eng
+
     def _route(self, method: str, path: str, p: dict[str, str]) -> object:
         """The endpoint bodies."""
         eng = self.engine
@@ -185,34 +207,38 @@ class ExchangeEmulator:
             return self._exchange_info()
         if path == "/emulator/status":
             now = eng.now()
-            return {"now": now, "first": int(eng.ts[0]), "last": int(eng.ts[-1]), "interval": self.interval,
-                    "finished": now >= int(eng.ts[-1]) + eng.timeframe_ms, "requests": self.requests,
-                    "faults": self.fault_counts}  # fmt: skip
-        if path != "/api/v3/account" and p.get("symbol", eng.rules.symbol_id) != eng.rules.symbol_id:
-            raise EmulatorReject(400, -1121, "Invalid symbol.")
+            first = min(int(e.ts[0]) for e in self.markets.values())
+            last = max(int(e.ts[-1]) for e in self.markets.values())
+            return {"now": now, "first": first, "last": last, "interval": self.interval,
+                    "finished": now >= last + eng.timeframe_ms, "requests": self.requests,
+                    "faults": self.fault_counts, "symbols": list(self.markets)}  # fmt: skip
+        if path == "/api/v3/account":
+            for market in self.markets.values():  # resting orders of every market match up to now
+                market.now()
+            return {"makerCommission": 10, "takerCommission": 10, "canTrade": True, "canWithdraw": False,
+                    "canDeposit": False, "accountType": "SPOT", "updateTime": eng.now(),
+                    "balances": eng.balance_rows(), "permissions": ["SPOT"]}  # fmt: skip
+        if path == "/api/v3/openOrders" and "symbol" not in p:
+            return [self._order_json(o, e) for e in self.markets.values() for o in e.open_orders()]
+        eng = self._market(p)
         if path == "/api/v3/klines":
             if p.get("interval") != self.interval:
                 raise EmulatorReject(400, -1120, "Invalid interval.")
             limit = min(int(p.get("limit", 500)), 1000)
             return eng.klines(_int(p, "startTime"), _int(p, "endTime"), limit)
         if path in ("/api/v3/ticker/24hr", "/api/v3/ticker/price"):
-            return self._ticker(path.endswith("price"))
-        if path == "/api/v3/account":
-            return {"makerCommission": 10, "takerCommission": 10, "canTrade": True, "canWithdraw": False,
-                    "canDeposit": False, "accountType": "SPOT", "updateTime": eng.now(),
-                    "balances": eng.balance_rows(), "permissions": ["SPOT"]}  # fmt: skip
+            return self._ticker(eng, path.endswith("price"))
         if path == "/api/v3/openOrders":
-            return [self._order_json(o) for o in eng.open_orders()]
+            return [self._order_json(o, eng) for o in eng.open_orders()]
         if path == "/api/v3/myTrades":
             limit = min(int(p.get("limit", 500)), 1000)
             trades = eng.my_trades(order_id=_int(p, "orderId"), from_id=_int(p, "fromId"),
                                    start=_int(p, "startTime"), end=_int(p, "endTime"), limit=limit)  # fmt: skip
-            return [self._trade_json(t) for t in trades]
-        return self._order_endpoint(method, p)
+            return [self._trade_json(t, eng) for t in trades]
+        return self._order_endpoint(eng, method, p)
 
-    def _order_endpoint(self, method: str, p: dict[str, str]) -> dict:
+    def _order_endpoint(self, eng: MatchingEngine, method: str, p: dict[str, str]) -> dict:
         """POST, GET and DELETE /api/v3/order."""
-        eng = self.engine
         if method == "POST":
             side, otype = p.get("side", ""), p.get("type", "")
             if side not in ("BUY", "SELL") or otype not in ("MARKET", "LIMIT"):
@@ -224,7 +250,7 @@ class ExchangeEmulator:
             price = float(p["price"]) if "price" in p else None
             cid = p.get("newClientOrderId") or f"emu{len(eng.orders) + 1}"
             order = eng.place(side, otype, float(p["quantity"]), price, cid)
-            out = self._order_json(order) | {"transactTime": order.time}
+            out = self._order_json(order, eng) | {"transactTime": order.time}
             out["fills"] = [
                 {"price": _s(t.price), "qty": _s(t.qty), "commission": _s(t.commission),
                  "commissionAsset": t.commission_asset, "tradeId": t.trade_id}
@@ -237,12 +263,17 @@ class ExchangeEmulator:
                 400, -1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!"
             )
         if method == "DELETE":
-            return self._order_json(eng.cancel(order_id, cid)) | {"origClientOrderId": cid or ""}
-        return self._order_json(eng.find(order_id, cid))
+            return self._order_json(eng.cancel(order_id, cid), eng) | {"origClientOrderId": cid or ""}
+        return self._order_json(eng.find(order_id, cid), eng)
 
     def _exchange_info(self) -> dict:
-        """One TRADING spot symbol with PRICE_FILTER, LOT_SIZE and NOTIONAL filters."""
-        r = self.engine.rules
+        """Every emulated market: TRADING spot symbols with PRICE_FILTER, LOT_SIZE and NOTIONAL filters."""
+        return {"timezone": "UTC", "serverTime": self.engine.now(), "rateLimits": [], "exchangeFilters": [],
+                "symbols": [self._symbol_info(e.rules) for e in self.markets.values()]}  # fmt: skip
+
+    @staticmethod
+    def _symbol_info(r: MarketRules) -> dict:
+        """One market's exchangeInfo entry."""
         filters = [
             {"filterType": "PRICE_FILTER", "minPrice": _s(r.tick_size), "maxPrice": "10000000", "tickSize": _s(r.tick_size)},
             {"filterType": "LOT_SIZE", "minQty": _s(r.min_qty), "maxQty": "100000", "stepSize": _s(r.step_size)},
@@ -258,12 +289,10 @@ class ExchangeEmulator:
             "cancelReplaceAllowed": False, "isSpotTradingAllowed": True, "isMarginTradingAllowed": False,
             "filters": filters, "permissions": ["SPOT"], "permissionSets": [["SPOT"]],
         }  # fmt: skip
-        return {"timezone": "UTC", "serverTime": self.engine.now(), "rateLimits": [], "exchangeFilters": [],
-                "symbols": [symbol]}  # fmt: skip
+        return symbol
 
-    def _ticker(self, price_only: bool) -> dict:
+    def _ticker(self, eng: MatchingEngine, price_only: bool) -> dict:
         """24h ticker (from the last closed candle) or the bare last price."""
-        eng = self.engine
         last = eng.price()
         if price_only:
             return {"symbol": eng.rules.symbol_id, "price": _s(last)}
@@ -275,18 +304,18 @@ class ExchangeEmulator:
                 "openPrice": _s(o), "highPrice": _s(max(h, last)), "lowPrice": _s(min(lw, last)), "volume": _s(v),
                 "quoteVolume": _s(v * last), "openTime": now - 86_400_000, "closeTime": now, "count": 0}  # fmt: skip
 
-    def _order_json(self, o: EmuOrder) -> dict:
+    def _order_json(self, o: EmuOrder, eng: MatchingEngine) -> dict:
         """Binance's order object."""
-        return {"symbol": self.engine.rules.symbol_id, "orderId": o.order_id, "orderListId": -1,
+        return {"symbol": eng.rules.symbol_id, "orderId": o.order_id, "orderListId": -1,
                 "clientOrderId": o.client_id, "price": _s(o.price), "origQty": _s(o.qty),
                 "executedQty": _s(o.executed), "cummulativeQuoteQty": _s(o.quote), "status": o.status,
                 "timeInForce": "GTC" if o.type == "LIMIT" else "GTC", "type": o.type, "side": o.side,
                 "stopPrice": "0", "time": o.time, "updateTime": o.update_time, "isWorking": True,
                 "workingTime": o.time, "origQuoteOrderQty": "0", "selfTradePreventionMode": "NONE"}  # fmt: skip
 
-    def _trade_json(self, t: EmuTrade) -> dict:
+    def _trade_json(self, t: EmuTrade, eng: MatchingEngine) -> dict:
         """Binance's myTrades entry."""
-        return {"symbol": self.engine.rules.symbol_id, "id": t.trade_id, "orderId": t.order_id, "orderListId": -1,
+        return {"symbol": eng.rules.symbol_id, "id": t.trade_id, "orderId": t.order_id, "orderListId": -1,
                 "price": _s(t.price), "qty": _s(t.qty), "quoteQty": _s(t.price * t.qty),
                 "commission": _s(t.commission), "commissionAsset": t.commission_asset, "time": t.time,
                 "isBuyer": t.is_buyer, "isMaker": t.is_maker, "isBestMatch": True}  # fmt: skip

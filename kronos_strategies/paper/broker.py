@@ -28,9 +28,12 @@ _FINAL = {"closed": "closed", "canceled": "canceled", "cancelled": "canceled", "
           "rejected": "rejected"}  # fmt: skip
 
 
-def make_cid(session_id: str, bar_ts: int, index: int) -> str:
-    """Client order id of the ``index``-th intent issued on the bar opening at ``bar_ts`` (Binance-safe)."""
-    return f"kbt-{session_id}-{bar_ts // 1000:x}-{index}"
+def make_cid(session_id: str, bar_ts: int, index: int, market: int | None = None) -> str:
+    """Client order id of the ``index``-th intent issued on the bar opening at ``bar_ts`` (Binance-safe, at most
+    36 characters); in a universe session ``market`` is the symbol's position in the universe."""
+    if market is None:
+        return f"kbt-{session_id}-{bar_ts // 1000:x}-{index}"
+    return f"kbt-{session_id}-{bar_ts // 1000:x}-m{market}-{index}"
 
 
 LOST_REASON = "never reached the exchange (looked up at restart); re-sent when its bar is processed again"
@@ -64,24 +67,35 @@ def replay_from(client: Any, journal: Journal) -> int | None:
 
 
 class _CidMixin:
-    """Hands out client order ids per bar."""
+    """Hands out client order ids per bar (and per symbol in a universe session)."""
+
+    def _market(self, data: Any) -> tuple[int | None, str | None]:
+        """The symbol's position in the universe and its name; (None, None) in a one-symbol session."""
+        feeds = getattr(self.p, "feeds", None)  # type: ignore[attr-defined]
+        if not feeds:
+            return None, None
+        return next(
+            i for i, feed in enumerate(feeds.values()) if feed is data
+        ), data._name  # lines overload ==
 
     def _next_cid(self, journal: Journal, order: bt.Order) -> tuple[str, int]:
         bar_ts = bar_ms(order.data)
+        market, _ = self._market(order.data)
         counts = self.__dict__.setdefault("_bar_counts", collections.Counter())
-        index = counts[bar_ts]
-        counts[bar_ts] += 1
-        return make_cid(journal.session_id, bar_ts, index), bar_ts
+        index = counts[bar_ts, market]
+        counts[bar_ts, market] += 1
+        return make_cid(journal.session_id, bar_ts, index, market), bar_ts
 
 
 class PaperBroker(_CidMixin, bt.brokers.BackBroker):
     """backtrader's simulated broker (next-bar market fills, limit crossing, fees, slippage), journaled.
 
-    Params (besides BackBroker's): ``journal`` (a :class:`Journal`), ``data`` (the traded feed).
+    Params (besides BackBroker's): ``journal`` (a :class:`Journal`), ``data`` (the traded feed), ``feeds``
+    (a universe session's feeds by symbol name; positions and intents are then kept per symbol).
     Nothing is sent to any exchange.
     """
 
-    params = (("journal", None), ("data", None))
+    params = (("journal", None), ("data", None), ("feeds", None))
     refuse: str | None = None  # set by the session on a stale bar: new orders are rejected with this reason
 
     def submit(self, order: bt.Order, check: bool = True) -> bt.Order:
@@ -101,7 +115,13 @@ class PaperBroker(_CidMixin, bt.brokers.BackBroker):
         for row in journal.intents(OPEN_STATES):
             journal.set_intent(row["cid"], "lost", "paper order still pending when the session stopped")
         state = journal.last_state()
-        if state is not None:
+        if state is not None and self.p.feeds:
+            self.cash = state[0]
+            held = journal.holdings()
+            for name, (size, price) in held.items():
+                self.positions[self.p.feeds[name]] = bt.Position(size, price)
+            journal.event("resume", f"paper cash {self.cash:.8g}, positions {held}")
+        elif state is not None:
             cash, size, price = state
             self.cash = cash
             self.positions[self.p.data] = bt.Position(size, price)
@@ -115,7 +135,8 @@ class PaperBroker(_CidMixin, bt.brokers.BackBroker):
             order.addinfo(cid=cid)
             price = order.created.price if order.exectype != bt.Order.Market else None
             journal.record_intent(cid, bar_ts, "buy" if order.isbuy() else "sell", _otype(order),
-                                  abs(order.created.size), price, status="open")  # fmt: skip
+                                  abs(order.created.size), price, status="open",
+                                  symbol=self._market(order.data)[1])  # fmt: skip
         cid = order.info.cid
         size, value, comm, n = self._seen.get(order.ref, (0.0, 0.0, 0.0, 0))
         ex = order.executed

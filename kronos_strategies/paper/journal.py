@@ -21,7 +21,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS intents (
     cid TEXT PRIMARY KEY, bar_ts INTEGER NOT NULL, side TEXT NOT NULL, type TEXT NOT NULL,
-    amount REAL NOT NULL, price REAL, status TEXT NOT NULL, reason TEXT, created REAL NOT NULL, sent REAL);
+    amount REAL NOT NULL, price REAL, status TEXT NOT NULL, reason TEXT, created REAL NOT NULL, sent REAL,
+    symbol TEXT);
 CREATE TABLE IF NOT EXISTS orders (
     cid TEXT NOT NULL, order_id TEXT NOT NULL, status TEXT, amount REAL, filled REAL, average REAL,
     price REAL, updated REAL NOT NULL, PRIMARY KEY (cid, order_id));
@@ -34,6 +35,9 @@ CREATE TABLE IF NOT EXISTS positions (bar_ts INTEGER PRIMARY KEY, size REAL, pri
 CREATE TABLE IF NOT EXISTS equity (bar_ts INTEGER PRIMARY KEY, cash REAL, value REAL);
 CREATE TABLE IF NOT EXISTS strategy_state (bar_ts INTEGER PRIMARY KEY, state TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL, kind TEXT, message TEXT);
+CREATE TABLE IF NOT EXISTS symbol_bars (
+    bar_ts INTEGER NOT NULL, symbol TEXT NOT NULL, open REAL, high REAL, low REAL, close REAL, volume REAL,
+    size REAL NOT NULL, price REAL NOT NULL, PRIMARY KEY (bar_ts, symbol));
 CREATE TABLE IF NOT EXISTS forecasts (
     bar_ts INTEGER NOT NULL, symbol TEXT NOT NULL, quantiles TEXT NOT NULL, mean TEXT NOT NULL,
     PRIMARY KEY (bar_ts, symbol));
@@ -51,6 +55,17 @@ class ForecastFan:
     symbol: str
     quantiles: Mapping[float, Sequence[float]]
     mean: Sequence[float]
+
+
+@dataclass(frozen=True)
+class SymbolBar:
+    """One symbol's part of a universe session's bar: its own candle (None when it has no bar then) and the
+    position held after the bar."""
+
+    symbol: str
+    ohlcv: tuple[float, ...] | None
+    size: float
+    price: float
 
 
 def public_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -81,10 +96,11 @@ class Journal:
     def _migrate(self) -> None:
         """Bring a journal written by an older version to the current schema (nothing is dropped)."""
         tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if "intents" in tables and "sent" not in {
-            r[1] for r in self.db.execute("PRAGMA table_info(intents)")
-        }:
-            self.db.execute("ALTER TABLE intents ADD COLUMN sent REAL")
+        if "intents" in tables:
+            have = {r[1] for r in self.db.execute("PRAGMA table_info(intents)")}
+            for column, kind in (("sent", "REAL"), ("symbol", "TEXT")):
+                if column not in have:
+                    self.db.execute(f"ALTER TABLE intents ADD COLUMN {column} {kind}")
         if "orders" in tables:
             keys = [r[1] for r in self.db.execute("PRAGMA table_info(orders)") if r[5]]
             if keys == ["cid"]:  # one row per client order id hid a duplicate exchange order
@@ -132,12 +148,12 @@ class Journal:
 
     # --- intents and orders --------------------------------------------------------------------------
     def record_intent(self, cid: str, bar_ts: int, side: str, otype: str, amount: float, price: float | None,
-                      status: str = "pending", reason: str | None = None) -> None:  # fmt: skip
-        """Write an order intent before anything is sent."""
+                      status: str = "pending", reason: str | None = None, symbol: str | None = None) -> None:  # fmt: skip
+        """Write an order intent before anything is sent (``symbol``: which market, in a universe session)."""
         self.db.execute(
-            "INSERT INTO intents(cid, bar_ts, side, type, amount, price, status, reason, created)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (cid, bar_ts, side, otype, amount, price, status, reason, time.time()),
+            "INSERT INTO intents(cid, bar_ts, side, type, amount, price, status, reason, created, symbol)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (cid, bar_ts, side, otype, amount, price, status, reason, time.time(), symbol),
         )
 
     def intent(self, cid: str) -> sqlite3.Row | None:
@@ -228,8 +244,9 @@ class Journal:
     # --- bars, positions, equity ---------------------------------------------------------------------
     def record_bar(self, bar_ts: int, ohlcv: tuple[float, ...], *, cash: float, value: float, size: float,
                    price: float, state: Mapping[str, Any] | None = None,
-                   forecast: ForecastFan | None = None) -> None:  # fmt: skip
-        """Mark a bar processed with the position, equity, strategy state and forecast after it, atomically."""
+                   forecast: ForecastFan | None = None, symbols: Sequence[SymbolBar] = ()) -> None:  # fmt: skip
+        """Mark a bar processed with the position, equity, strategy state and forecast after it, atomically;
+        a universe session adds each symbol's candle and position (``symbols``) to the same transaction."""
         with self.db:
             self.db.execute("BEGIN")
             self.db.execute(
@@ -243,6 +260,33 @@ class Journal:
                 )
             if forecast is not None:
                 self._insert_forecast(forecast)
+            for row in symbols:
+                ohlcv = row.ohlcv if row.ohlcv is not None else (None,) * 5
+                self.db.execute(
+                    "INSERT OR REPLACE INTO symbol_bars VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (bar_ts, row.symbol, *ohlcv, row.size, row.price),
+                )
+
+    def holdings(self, at: int | None = None) -> dict[str, tuple[float, float]]:
+        """Each symbol's (size, price) after the last processed bar (or the bar opening at ``at``) of a universe
+        session; empty for a one-symbol session."""
+        rows = self.db.execute(
+            "SELECT symbol, size, price FROM symbol_bars WHERE bar_ts=COALESCE(?, (SELECT MAX(bar_ts) FROM bars))",
+            (at,),
+        )
+        return {r[0]: (float(r[1]), float(r[2])) for r in rows}
+
+    def symbol_bars(self, symbol: str | None = None) -> list[sqlite3.Row]:
+        """A universe session's per-symbol rows (candle, position after it), oldest first."""
+        if symbol is None:
+            return self.db.execute("SELECT * FROM symbol_bars ORDER BY bar_ts, symbol").fetchall()
+        return self.db.execute(
+            "SELECT * FROM symbol_bars WHERE symbol=? ORDER BY bar_ts", (symbol,)
+        ).fetchall()
+
+    def bar_count(self) -> int:
+        """Number of bars processed so far (over every run of the session)."""
+        return int(self.db.execute("SELECT COUNT(*) FROM bars").fetchone()[0])
 
     def record_forecast(self, forecast: ForecastFan) -> None:
         """Store one forecast fan on its own (a session journals it with its bar via ``record_bar``)."""
@@ -261,8 +305,10 @@ class Journal:
             return self.db.execute("SELECT * FROM forecasts ORDER BY bar_ts, symbol").fetchall()
         return self.db.execute("SELECT * FROM forecasts WHERE symbol=? ORDER BY bar_ts", (symbol,)).fetchall()
 
-    def settle_last_bar(self, *, cash: float, value: float, size: float, price: float) -> None:
-        """Overwrite the last bar's position and equity with the state after the session's final fills."""
+    def settle_last_bar(self, *, cash: float, value: float, size: float, price: float,
+                        symbols: Mapping[str, tuple[float, float]] | None = None) -> None:  # fmt: skip
+        """Overwrite the last bar's position and equity with the state after the session's final fills
+        (``symbols``: each symbol's (size, price) in a universe session)."""
         last = self.last_bar()
         if last is None:
             return
@@ -270,6 +316,11 @@ class Journal:
             self.db.execute("BEGIN")
             self.db.execute("INSERT OR REPLACE INTO positions VALUES (?, ?, ?)", (last, size, price))
             self.db.execute("INSERT OR REPLACE INTO equity VALUES (?, ?, ?)", (last, cash, value))
+            for symbol, (held, paid) in (symbols or {}).items():
+                self.db.execute(
+                    "UPDATE symbol_bars SET size=?, price=? WHERE bar_ts=? AND symbol=?",
+                    (held, paid, last, symbol),
+                )
 
     def strategy_state(self, at: int | None = None) -> dict[str, Any] | None:
         """The strategy's own state (side, targets) after the last processed bar (or the bar opening at ``at``),

@@ -29,7 +29,8 @@ from kronos_strategies.strategy import FractionalCommission, configure_broker
 from .broker import CcxtBroker, PaperBroker, replay_from
 from .config import PaperConfig
 from .journal import ForecastFan, Journal
-from .livefeed import CcxtLiveFeed
+from .livefeed import CcxtLiveFeed, FeedGroup
+from .universe import LiveUniverseForecaster, UniverseProgress, positions_by_symbol
 
 if TYPE_CHECKING:
     from .refit import LiveRefitter
@@ -48,12 +49,13 @@ class SessionResult:
     strategy: bt.Strategy | None
 
 
-def describe(config: PaperConfig) -> str:
-    """One line saying what the session is about to do (no secrets)."""
+def describe(config: PaperConfig, markets: Mapping[str, str] | None = None) -> str:
+    """One line saying what the session is about to do (no secrets); ``markets``: a universe's symbols."""
     where = f" via {config.url}" if config.url else ""
     money = {"paper": "simulated fills, nothing is sent", "sandbox": "orders go to the exchange TESTNET",
              "live": "REAL ORDERS WITH REAL MONEY"}[config.mode]  # fmt: skip
-    return (f"{config.mode} trading {config.symbol} {config.timeframe} on {config.exchange}{where}: {money}; "
+    what = ", ".join(markets.values()) if markets else config.symbol
+    return (f"{config.mode} trading {what} {config.timeframe} on {config.exchange}{where}: {money}; "
             f"journal {config.journal}")  # fmt: skip
 
 
@@ -71,11 +73,16 @@ def credentials(config: PaperConfig, env: Mapping[str, str]) -> tuple[str | None
 
 
 class _Hooks:
-    """Session state the wrapped strategy consults: which bars to skip, where to journal, when to stop."""
+    """Session state the wrapped strategy consults: which bars to skip, where to journal, when to stop.
 
-    def __init__(self, journal: Journal, feed: CcxtLiveFeed, resume_after: int | None, config: PaperConfig,
-                 refitter: LiveRefitter | None = None, step: int = 0) -> None:  # fmt: skip
+    ``feed`` is the traded feed, or a universe session's :class:`FeedGroup` (the same ``last_now`` and
+    ``warm_until``); ``universe`` then opens, restores and journals the ranking strategy's per-symbol parts."""
+
+    def __init__(self, journal: Journal, feed: CcxtLiveFeed | FeedGroup, resume_after: int | None,
+                 config: PaperConfig, refitter: LiveRefitter | None = None, step: int = 0,
+                 universe: UniverseProgress | None = None) -> None:  # fmt: skip
         self.journal, self.feed, self.resume_after, self.refitter = journal, feed, resume_after, refitter
+        self.universe = universe
         self.max_bars, self.until, self.symbol = config.max_bars, config.until_ms(), config.symbol
         self.step = step
         self.stale_after = config.stale_after_bars
@@ -86,7 +93,9 @@ class _Hooks:
 
     def before(self, strategy: bt.Strategy, ts: int) -> None:
         """Restore the strategy's state once after a restart; refuse orders on a stale bar."""
-        if not self._restored:
+        if self.universe is not None:
+            self.universe.before(strategy, self.resume_after)
+        elif not self._restored:
             self._restored = True
             restore_state(strategy, self.journal, self.resume_after)
         age = None if self.feed.last_now is None else self.feed.last_now - (ts + self.step)
@@ -111,12 +120,17 @@ class _Hooks:
         broker.refuse = None
         if hasattr(broker, "settle"):  # the exchange's fills of this bar's orders, before the row is written
             broker.settle()
-        pos = broker.getposition(data)
-        ohlcv = (data.open[0], data.high[0], data.low[0], data.close[0], data.volume[0])
-        state = strategy.session_state() if hasattr(strategy, "session_state") else None
-        fan = forecast_fan(strategy, self.symbol, ts)
-        self.journal.record_bar(ts, ohlcv, cash=broker.getcash(), value=broker.getvalue(), size=pos.size,
-                                price=pos.price, state=state, forecast=fan)  # fmt: skip
+        if self.universe is not None:  # per-symbol candles and positions; the bar row holds the portfolio
+            rows, state = self.universe.rows(strategy)
+            self.journal.record_bar(ts, (None,) * 5, cash=broker.getcash(), value=broker.getvalue(), size=0.0,
+                                    price=0.0, state=state, symbols=rows)  # fmt: skip
+        else:
+            pos = broker.getposition(data)
+            ohlcv = (data.open[0], data.high[0], data.low[0], data.close[0], data.volume[0])
+            state = strategy.session_state() if hasattr(strategy, "session_state") else None
+            fan = forecast_fan(strategy, self.symbol, ts)
+            self.journal.record_bar(ts, ohlcv, cash=broker.getcash(), value=broker.getvalue(), size=pos.size,
+                                    price=pos.price, state=state, forecast=fan)  # fmt: skip
         self.bars += 1
         if self.refitter is not None:  # between this bar and the next: the only place a model swaps
             self.refitter.after_bar(data, ts)
@@ -157,26 +171,39 @@ def restore_state(strategy: bt.Strategy, journal: Journal, bar_before: int | Non
 
 
 def session_strategy(strategy: type[bt.Strategy], hooks: _Hooks) -> type[bt.Strategy]:
-    """Subclass ``strategy`` so that ``next`` skips warm-up bars and journals each processed bar."""
+    """Subclass ``strategy`` so that ``next`` skips warm-up bars and journals each processed bar (a universe
+    strategy steps in ``prenext`` too, before every symbol has a bar, on the bar time all feeds step on)."""
 
-    def next(self: bt.Strategy) -> None:  # noqa: A001
-        ts = bar_ms(self.data)
+    def step(self: bt.Strategy, body: Any) -> None:
+        ts = bar_ms(self if hooks.universe is not None else self.data)
         if hooks.skip(ts):
             return
         hooks.before(self, ts)
-        strategy.next(self)
+        body(self)
         hooks.done(self, ts)
 
-    return type(strategy.__name__, (strategy,), {"next": next, "__module__": strategy.__module__})
+    def next(self: bt.Strategy) -> None:  # noqa: A001
+        step(self, strategy.next)
+
+    members: dict[str, Any] = {"next": next, "__module__": strategy.__module__}
+    if hooks.universe is not None:
+        members["prenext"] = lambda self: step(self, strategy.prenext)
+        # live, a symbol without a bar now is in a hole, never delisted: its next candle is not known yet
+        members["_close_delisted"] = lambda self, now: None
+    return type(strategy.__name__, (strategy,), members)
 
 
 class PaperSession:
-    """One strategy, one symbol: feed + broker + journal, in paper, sandbox or live mode."""
+    """One strategy: feed + broker + journal, in paper, sandbox or live mode.
+
+    ``markets`` (asset name -> ccxt symbol) makes it a universe session: a ``UniverseStrategy`` whose
+    ``forecaster`` param is a :class:`LiveUniverseForecaster` ranks every symbol (paper mode).
+    """
 
     def __init__(self, config: PaperConfig, strategy: type[bt.Strategy], params: Mapping[str, Any] | None = None,
                  *, live_confirmed: bool = False, env: Mapping[str, str] | None = None,
                  sizer: tuple[type[bt.Sizer], dict[str, Any]] | None = None,
-                 refitter: LiveRefitter | None = None) -> None:  # fmt: skip
+                 refitter: LiveRefitter | None = None, markets: Mapping[str, str] | None = None) -> None:  # fmt: skip
         if config.mode == "live" and not live_confirmed:
             raise LiveTradingRefused(
                 "live trading refused: the YAML says mode: live but --live was not given"
@@ -187,17 +214,20 @@ class PaperSession:
             )
         self.config, self.strategy, self.params, self.sizer = config, strategy, dict(params or {}), sizer
         self.refitter = refitter  # walk-forward refits; its predictor feeds the indicator
+        self.markets = dict(markets or {})
+        if self.markets:
+            check_universe_session(config, self.params, refitter)
         self._key, self._secret = credentials(config, os.environ if env is None else env)
 
-    def build_client(self) -> ExchangeClient:
-        """A loaded exchange client for the configured symbol and timeframe."""
+    def build_client(self, symbol: str | None = None) -> ExchangeClient:
+        """A loaded exchange client for ``symbol`` (default: the configured one) and the timeframe."""
         c = self.config
         exchange = make_exchange(c.exchange, url=c.url, sandbox=c.mode == "sandbox", api_key=self._key,
                                  secret=self._secret, timeout_ms=c.timeout_ms,
                                  recv_window_ms=c.recv_window_ms)  # fmt: skip
         client = ExchangeClient(
             exchange,
-            c.symbol,
+            symbol or c.symbol,
             retries=c.retries,
             backoff=c.backoff,
             max_backoff=c.max_backoff,
@@ -213,6 +243,8 @@ class PaperSession:
         c = self.config
         journal = Journal(c.journal)
         mine = {"exchange": c.exchange, "symbol": c.symbol, "timeframe": c.timeframe, "mode": c.mode}
+        if self.markets:  # a universe session: every symbol, in order (their index is in the order ids)
+            mine = {k: v for k, v in mine.items() if k != "symbol"} | {"symbols": list(self.markets.items())}
         stored = journal.meta("market")
         if stored is not None and stored != repr(sorted(mine.items())):
             journal.close()
@@ -226,7 +258,8 @@ class PaperSession:
     def run(self) -> SessionResult:
         """Run until ``until``/``max_bars`` or until interrupted; safe to call again after a crash."""
         c = self.config
-        client = self.build_client()
+        clients = {name: self.build_client(symbol) for name, symbol in self.markets.items()}
+        client = next(iter(clients.values())) if clients else self.build_client()
         journal = self._open_journal()
         try:
             last = journal.last_bar()
@@ -243,23 +276,25 @@ class PaperSession:
             if self.refitter is not None:
                 warmup = max(warmup, self.refitter.history_bars())
                 self.refitter.resume(journal)
-            # counted in bars: the exchange's candles may have holes (maintenance)
-            since = None if last is None else bars_back(client, c.timeframe, last + step, warmup)
-            journal.event("start" if last is None else "restart", describe(c))
-            frame, compression = bt_timeframe(step)
-            feed = CcxtLiveFeed(client=client, interval=c.timeframe, warmup=warmup, since=since, poll=c.poll,
-                                until=c.until_ms(), timeframe=frame, compression=compression)  # fmt: skip
+            journal.event("start" if last is None else "restart", describe(c, self.markets))
             cerebro = bt.Cerebro(stdstats=False, quicknotify=True)
-            cerebro.adddata(feed, name=c.symbol)
+            feeds, watched = self._add_feeds(cerebro, clients or {c.symbol: client}, last, step, warmup)
+            feed = next(iter(feeds.values()))
             if c.mode == "paper":  # the backtest's own broker set-up: same fills, fees and slippage
-                cerebro.setbroker(PaperBroker(journal=journal, data=feed))
+                cerebro.setbroker(
+                    PaperBroker(journal=journal, data=feed, feeds=feeds if self.markets else None)
+                )
                 configure_broker(cerebro, cash=c.cash, commission=c.commission, slippage=c.slippage)
+                cerebro.broker.set_coc(bool(self.markets))  # as the universe backtest: coc=True orders only
             else:  # fractional sizes; the fees are the exchange's own
                 cerebro.setbroker(CcxtBroker(client=client, journal=journal, data=feed, poll=c.poll))
                 cerebro.broker.addcommissioninfo(FractionalCommission(commission=0.0))
             if self.sizer is not None:
                 cerebro.addsizer(self.sizer[0], **self.sizer[1])
-            hooks = _Hooks(journal, feed, last, c, self.refitter, step)
+            universe = None
+            if self.markets:
+                universe = UniverseProgress(journal, self.params["forecaster"], journal.bar_count())
+            hooks = _Hooks(journal, watched, last, c, self.refitter, step, universe)
             cerebro.addstrategy(session_strategy(self.strategy, hooks), **self.params)
             try:
                 strategies = cerebro.run()
@@ -268,10 +303,49 @@ class PaperSession:
                     self.refitter.close()
             broker = cerebro.broker  # its stop() pulled the last fills: the last bar's row gets them
             if hooks.bars:
-                pos = broker.getposition(feed)
+                pos = broker.getposition(feed) if not self.markets else bt.Position()
+                held = positions_by_symbol(broker, feeds) if self.markets else None
                 journal.settle_last_bar(cash=broker.getcash(), value=broker.getvalue(), size=pos.size,
-                                        price=pos.price)  # fmt: skip
+                                        price=pos.price, symbols=held)  # fmt: skip
             journal.event("stop", f"{hooks.bars} bar(s) processed, {hooks.stale_bars} stale")
             return SessionResult(hooks.bars, Path(c.journal), strategies[0] if strategies else None)
         finally:
             journal.close()
+
+    def _add_feeds(self, cerebro: bt.Cerebro, clients: Mapping[str, ExchangeClient], last: int | None, step: int,
+                   warmup: int) -> tuple[dict[str, CcxtLiveFeed], CcxtLiveFeed | FeedGroup]:  # fmt: skip
+        """One live feed per symbol, each starting ``warmup`` of its own bars (counted across its holes) before
+        the last processed bar; a universe's feeds are polled together. Returns them and what the hooks watch."""
+        c = self.config
+        frame, compression = bt_timeframe(step)
+        group = FeedGroup(c.poll) if self.markets else None
+        feeds: dict[str, CcxtLiveFeed] = {}
+        for name, client in clients.items():
+            since = None if last is None else bars_back(client, c.timeframe, last + step, warmup)
+            feeds[name] = CcxtLiveFeed(client=client, interval=c.timeframe, warmup=warmup, since=since, poll=c.poll,
+                                       until=c.until_ms(), timeframe=frame, compression=compression,
+                                       group=group)  # fmt: skip
+            if group is not None:
+                group.add(feeds[name])
+            cerebro.adddata(feeds[name], name=name)
+        return feeds, group if group is not None else next(iter(feeds.values()))
+
+
+def check_universe_session(config: PaperConfig, params: Mapping[str, Any], refitter: Any) -> None:
+    """What a universe session supports today, each refusal naming the fix."""
+    if config.mode != "paper":
+        short = (
+            " (and long_short sells short, which a spot account cannot)" if params.get("allow_short") else ""
+        )
+        raise ConfigError(
+            f"paper.mode: {config.mode} with a universe: block is not supported yet: orders for several symbols "
+            f"go through the paper broker only{short}; use mode: paper"
+        )
+    if not isinstance(params.get("forecaster"), LiveUniverseForecaster):
+        raise ConfigError(
+            "a universe session needs a ranking strategy with forecaster=LiveUniverseForecaster"
+        )
+    if refitter is not None:
+        raise ConfigError(
+            "a finetune: block with a universe: block is not supported in paper trading; remove one"
+        )

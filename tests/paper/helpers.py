@@ -178,3 +178,48 @@ def recording(strategy: type[bt.Strategy]) -> type[bt.Strategy]:
         return _note(self, strategy.sell(self, *args, **kwargs))
 
     return type(strategy.__name__, (strategy,), {"buy": buy, "sell": sell, "__module__": strategy.__module__})
+
+
+SYMBOLS = {"BTC": "BTC/USDT", "ETH": "ETH/USDT", "SOL": "SOL/USDT"}
+
+
+def start_universe_emulator(csvs: dict[str, Path], *, start_index: int, bar_seconds: float,
+                            cash: float = 10_000.0) -> ExchangeEmulator:  # fmt: skip
+    """One emulator serving every ``symbol -> csv`` market (holes allowed) from one account and one clock."""
+    frames = {symbol: load_candles(path) for symbol, path in csvs.items()}
+    first = next(iter(frames.values()))
+    clock = ReplayClock(int(first.index[start_index]), TF_MS / 1000.0 / bar_seconds)
+    engines = []
+    for symbol, candles in frames.items():
+        base, quote = symbol.split("/")
+        engines.append(
+            MatchingEngine(candles, TF_MS, clock, MarketRules(base=base, quote=quote), {quote: cash})
+        )
+    return ExchangeEmulator(engines, api_key=API_KEY, secret=SECRET, interval="1m").start()
+
+
+class MomentumForecaster:
+    """A deterministic stand-in for the model (a ``Forecaster``): every sample path continues the window's
+    last ``period``-bar return, so a ranking depends only on prices, never on model sampling."""
+
+    fingerprint = "momentum-stub-v1"
+    max_context = 512
+
+    def __init__(self, period: int = 3) -> None:
+        self.period = period
+        self.calls: list[int] = []  # windows per forecast_batch call
+
+    def forecast_batch(self, df_list, pred_len, **kwargs):  # noqa: ANN001, ANN003 - the Forecaster signature
+        from kronos_model.forecast import Forecast
+
+        self.calls.append(len(df_list))
+        out = []
+        for df in df_list:
+            close = df["close"].to_numpy(float)
+            drift = close[-1] / close[-1 - self.period] - 1.0
+            path = close[-1] * (1.0 + drift * np.arange(1, pred_len + 1) / pred_len)
+            samples = np.repeat(path[None, :, None], 6, axis=2).astype(np.float32)
+            samples = np.repeat(samples, int(kwargs.get("sample_count", 4)), axis=0)
+            stamps = pd.DatetimeIndex(df.index[-1] + pd.Timedelta(minutes=1) * np.arange(1, pred_len + 1))
+            out.append(Forecast(samples, stamps, float(close[-1]), history_end=df.index[-1]))
+        return out

@@ -83,12 +83,12 @@ def test_emulator_command_serves_and_exits(candles_csv, capsys, monkeypatch):
 
 @pytest.mark.parametrize("name", ["topk", "long_short"])
 def test_a_ranking_strategy_is_refused_before_any_order(emulator, candles_csv, tmp_path, capsys, name):
-    """A universe strategy on a one-symbol session would trade orders no backtest made: one line, no journal."""
+    """A ranking strategy without a universe: block would trade orders no backtest made: one line, no journal."""
     config = _yaml(tmp_path, candles_csv, emulator(bar_seconds=60.0).url)
     doc = yaml.safe_load(config.read_text())
     doc["strategy"] = {"name": name, "params": {}}
     config.write_text(yaml.safe_dump(doc))
     assert main(["paper", str(config)]) == 2
     err = capsys.readouterr().err.strip()
-    assert "paper trading runs one symbol" in err and len(err.splitlines()) == 1
+    assert "add a universe: block with 'source: ccxt' assets" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "cli.sqlite").exists()
