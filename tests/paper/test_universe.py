@@ -103,6 +103,37 @@ def _orders(fills: list[dict]) -> list[tuple]:
     return [(when(f["created"]), f["asset"], f["size"] > 0, abs(f["size"])) for f in fills]
 
 
+def _backtest_orders(url: str, tmp_path: Path, stamps: list[int]) -> list[tuple]:
+    """The universe backtest (backtrader's broker) on the same candles, downloaded through ccxt, trading from
+    the session's first bar to its last: (bar created, asset, buy?, size) per filled order."""
+    frames = {}
+    for name, symbol in SYMBOLS.items():
+        client = exchange_client(url)
+        client.symbol = symbol
+        frames[name] = download_history(client, "1m", stamps[0] - 3 * WARMUP * TF_MS, stamps[-1] + TF_MS)
+    first, last = (pd.Timestamp(s, unit="ms") for s in (stamps[0], stamps[-1]))
+    cfg = load_config(_config(tmp_path, url) | {"dates": {"start": str(first), "end": str(last)}})
+    result = run_universe_backtest(cfg, predictor=MomentumForecaster(), frames=frames, write_reports=False)
+    return _orders(result.fills.to_dict("records"))
+
+
+def _intent_orders(journal: Path, before: int) -> list[tuple]:
+    """The journal's intents on bars before ``before`` as (bar, asset, buy?, size)."""
+    with sqlite3.connect(f"file:{journal}?mode=ro", uri=True) as db:
+        rows = db.execute(
+            "SELECT bar_ts, symbol, side, amount FROM intents WHERE bar_ts < ? ORDER BY created, cid",
+            (before,),
+        ).fetchall()
+    return [(pd.Timestamp(ts, unit="ms"), sym, side == "buy", amount) for ts, sym, side, amount in rows]
+
+
+def _same(got: list[tuple], want: list[tuple]) -> None:
+    assert len(want) >= 4 and {a for _, a, _, _ in want} >= {"BTC", "ETH"}, want
+    assert [o[:3] for o in got] == [o[:3] for o in want]
+    for g, w in zip(got, want, strict=True):
+        assert g[3] == pytest.approx(w[3], rel=1e-9)
+
+
 def test_topk_universe_session_sends_the_backtest_orders(universe_emulator, tmp_path):
     emu = universe_emulator
     cfg = load_config(_config(tmp_path, emu.url))
@@ -112,21 +143,10 @@ def test_topk_universe_session_sends_the_backtest_orders(universe_emulator, tmp_
     stamps = _stamps(journal)
     assert len(stamps) == 24
     assert all(n == len(SYMBOLS) for n in predictor.calls[:3]) and max(predictor.calls) == len(SYMBOLS)
-    # the backtest: the same candles downloaded through ccxt, trading from the session's first bar
-    frames = {}
-    for name, symbol in SYMBOLS.items():
-        client = exchange_client(emu.url)
-        client.symbol = symbol
-        frames[name] = download_history(client, "1m", stamps[0] - 3 * WARMUP * TF_MS, stamps[-1] + TF_MS)
-    first, last = (pd.Timestamp(s, unit="ms") for s in (stamps[0], stamps[-1]))
-    bt_cfg = load_config(_config(tmp_path, emu.url) | {"dates": {"start": str(first), "end": str(last)}})
-    result = run_universe_backtest(bt_cfg, predictor=MomentumForecaster(), frames=frames, write_reports=False)
-    want = _orders(result.fills.to_dict("records"))
-    got = [o for o in _orders(live.fills) if o[0] < last]  # the backtest cannot fill orders of its last bar
-    assert len(want) >= 4 and {a for _, a, _, _ in want} >= {"BTC", "ETH"}, want
-    assert [o[:3] for o in got] == [o[:3] for o in want]
-    for g, w in zip(got, want, strict=True):
-        assert g[3] == pytest.approx(w[3], rel=1e-9)
+    want = _backtest_orders(emu.url, tmp_path, stamps)
+    last = pd.Timestamp(stamps[-1], unit="ms")
+    _same([o for o in _orders(live.fills) if o[0] < last], want)  # the backtest cannot fill its last bar's
+    _same(_intent_orders(journal, stamps[-1]), want)
     # journal: one row per bar and symbol, SOL empty in its hole, intents named by symbol with per-symbol ids
     j = Journal(journal)
     try:
@@ -134,6 +154,7 @@ def test_topk_universe_session_sends_the_backtest_orders(universe_emulator, tmp_
         assert len(rows) == 24 * len(SYMBOLS)
         sol = {r["bar_ts"]: r["close"] for r in j.symbol_bars("SOL")}
         holes = [ts for ts, close in sol.items() if close is None]
+        assert holes, "the session should have run through SOL's hole"
         assert holes == [
             ts for ts in stamps if ts not in set(download_history_stamps(emu.url, "SOL/USDT", stamps))
         ]
@@ -171,3 +192,37 @@ def test_a_ranking_strategy_without_a_universe_or_on_an_exchange_is_refused(univ
         universe_markets(load_config(_config(tmp_path, emu.url) | {"universe": {"assets": [
             {"source": "ccxt", "symbol": "BTC/USDT", "timeframe": "1h", "since": "2024-01-01"},
             {"source": "ccxt", "symbol": "ETH/USDT", "timeframe": "1m", "since": "2024-01-01"}]}}), "binance", "1m")  # fmt: skip
+
+
+def test_a_restarted_universe_session_resumes_every_symbol_and_decides_as_without_a_stop(
+    universe_emulator, tmp_path
+):
+    """Stopped after a bar without orders in flight and resumed: every bar once, holdings and targets restored,
+    no client order id twice, and the same orders as the backtest over the whole span."""
+    emu = universe_emulator
+    cfg = load_config(_config(tmp_path, emu.url))
+    journal = tmp_path / "j.sqlite"
+    _session(cfg, MomentumForecaster(), journal, max_bars=12).run()  # bar 11: no rebalance (every 2 bars)
+    j = Journal(journal)
+    held, stop = j.holdings(), j.last_bar()
+    j.close()
+    assert any(size for size, _ in held.values())
+    _session(cfg, MomentumForecaster(), journal, max_bars=12).run()
+    stamps = _stamps(journal)
+    assert len(stamps) == 24 and len(set(stamps)) == 24
+    served = set()
+    for symbol in SYMBOLS.values():
+        served |= set(download_history_stamps(emu.url, symbol, stamps))
+    assert stamps == sorted(
+        ts for ts in served if stamps[0] <= ts <= stamps[-1]
+    )  # no bar skipped or repeated
+    j = Journal(journal)
+    try:
+        resumed = [e["message"] for e in j.events("resume")]
+        assert len(resumed) == 1 and all(name in resumed[0] for name in SYMBOLS)
+        assert j.events("restore") and j.holdings(at=stop) == held
+        cids = [r["cid"] for r in j.intents()]
+        assert len(cids) == len(set(cids))
+    finally:
+        j.close()
+    _same(_intent_orders(journal, stamps[-1]), _backtest_orders(emu.url, tmp_path, stamps))
