@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,16 +20,19 @@ import numpy as np
 import pandas as pd
 
 from .baselines import BASELINES, run_baseline
+from .calibration import CalibrationSpec, calibrate_paths
 from .data import check_time_order, frame_timestamps, prepare_ohlcv
 from .errors import DataError, InsufficientHistoryError, LookaheadError, SamplingError
 from .metrics import METRIC_NAMES, score_paths
-from .plotting import new_figure, save_figure
+from .plotting import new_figure, plot_calibration, save_figure
+from .reliability import RELIABILITY_LEVELS, pit_histogram, pit_values, reliability
 
 __all__ = ["EvaluationResult", "evaluate", "origin_positions"]
 
 logger = logging.getLogger(__name__)
 
 KRONOS = "kronos"
+CALIBRATED = "kronos_calibrated"  # Kronos with its bands calibrated online (kronos_model.calibration)
 LOWER_IS_BETTER = frozenset({"mae", "rmse", "crps", "vol_mae", "vol_qlike"})
 HIGHER_IS_BETTER = frozenset({"hit_rate", "ic", "rank_ic", "vol_ic"})
 PLOT_METRICS: tuple[str, ...] = ("crps", "mae", "hit_rate", "rank_ic", "coverage", "vol_mae")
@@ -108,6 +111,9 @@ class EvaluationResult:
     realised: np.ndarray = field(repr=False)
     last_close: np.ndarray = field(repr=False)
     close: pd.Series = field(repr=False)
+    calibration: dict[str, Any] | None = (
+        None  # the spec and the band scales issued, when Kronos was calibrated
+    )
 
     @property
     def methods(self) -> list[str]:
@@ -136,7 +142,7 @@ class EvaluationResult:
             return []
         avg = self.scores.groupby(level="method").mean()
         lines = []
-        others = [m for m in self.methods if m != KRONOS]
+        others = [m for m in self.methods if m not in (KRONOS, CALIBRATED)]
         if others:
             best = avg.loc[others, "crps"].idxmin()
             k, b = avg.loc[KRONOS, "crps"], avg.loc[best, "crps"]
@@ -153,7 +159,76 @@ class EvaluationResult:
                 lines.append(f"{m}: kronos {k:.5f} vs garch {g:.5f} ({'better' if k < g else 'NOT better'})")
         h1 = self.at(1).loc[KRONOS]
         lines.append(f"RankIC at h=1: {h1['rank_ic']:.4f} (t = {h1['rank_ic_t']:.2f})")
+        if CALIBRATED in self.paths:
+            cov = avg.loc[CALIBRATED, "coverage"]
+            inside = "inside" if 0.75 <= cov <= 0.85 else "OUTSIDE"
+            lines.append(f"80% interval coverage calibrated: {cov:.3f}, {inside} the target 0.75..0.85")
+            if "bootstrap" in self.paths:
+                c, b = avg.loc[CALIBRATED, "crps"], avg.loc["bootstrap", "crps"]
+                verdict = "at or below" if c <= b else "ABOVE"
+                lines.append(f"CRPS calibrated {c:.5f} is {verdict} the bootstrap baseline {b:.5f}")
         return lines
+
+    # ------------------------------------------------------------------ calibration diagnostics
+
+    def _calibration_rows(self) -> dict[str, str]:
+        """Report row label -> method: raw and calibrated Kronos, and the bootstrap baseline to compare with."""
+        rows = {"raw": KRONOS, "calibrated": CALIBRATED, "bootstrap": "bootstrap"}
+        return {label: m for label, m in rows.items() if m in self.paths}
+
+    def coverage_by_horizon(self) -> pd.DataFrame:
+        """Coverage of the central ``level`` band per horizon, rows raw / calibrated / bootstrap, columns 1..H."""
+        table = self.metric("coverage")
+        return pd.DataFrame({label: table[m] for label, m in self._calibration_rows().items()}).T
+
+    def pit_histograms(self, bins: int = 10) -> dict[str, np.ndarray]:
+        """Share of PIT values per bin (all origins and horizons) for each calibration row."""
+        return {label: pit_histogram(pit_values(self.paths[m], self.realised), bins)
+                for label, m in self._calibration_rows().items()}  # fmt: skip
+
+    def reliability(self, levels: Sequence[float] = RELIABILITY_LEVELS) -> dict[str, np.ndarray]:
+        """Observed coverage of central intervals at each nominal level for each calibration row."""
+        return {label: reliability(self.paths[m], self.realised, levels)
+                for label, m in self._calibration_rows().items()}  # fmt: skip
+
+    def calibration_table(self) -> pd.DataFrame:
+        """Rows raw / calibrated / bootstrap: band coverage (mean, worst and best horizon), width, CRPS, and the
+        largest gap of a PIT-histogram bin from uniform (0 = perfectly calibrated)."""
+        pits = self.pit_histograms()
+        out = {}
+        for label, m in self._calibration_rows().items():
+            table = self.scores.xs(m, level="method")
+            out[label] = {
+                "coverage": table["coverage"].mean(),
+                "coverage_min": table["coverage"].min(),
+                "coverage_max": table["coverage"].max(),
+                "width": table["width"].mean(),
+                "crps": table["crps"].mean(),
+                "pit_gap": float(np.abs(pits[label] - 1.0 / len(pits[label])).max()),
+            }
+        return pd.DataFrame(out).T
+
+    def _calibration_markdown(self) -> list[str]:
+        if CALIBRATED not in self.paths or self.calibration is None:
+            return []
+        spec = self.calibration["spec"]
+        level = self.settings["level"]
+        by_h = self.coverage_by_horizon()
+        by_h.columns = [f"h={h}" for h in by_h.columns]
+        return [
+            f"## Calibration: raw vs calibrated ({spec['method']}, target {spec['target']:g})",
+            "",
+            f"Bands rescaled online per horizon; the forecast at origin t uses only forecasts whose outcome bar is "
+            f"before t. The first {spec['warmup']} scored forecasts of each horizon keep the raw band (warm-up). "
+            "Means over horizons; pit_gap: largest gap of a PIT-histogram bin (10 bins) from uniform.",
+            "",
+            _plain_table(self.calibration_table()),
+            "",
+            f"Coverage of the {level:.0%} band by horizon:",
+            "",
+            _plain_table(by_h),
+            "",
+        ]
 
     def to_markdown(self) -> str:
         """The report: settings, target checks, and every metric per method at a few horizons."""
@@ -168,6 +243,7 @@ class EvaluationResult:
         checks = self.checks()
         if checks:
             out += ["## Targets", ""] + [f"- {c}" for c in checks] + [""]
+        out += self._calibration_markdown()
         for h in self._display_horizons():
             out += [f"## Horizon {h}", "", _markdown_table(self.at(h), self.settings["level"]), ""]
         out += ["## Definitions", "", *[f"- {line}" for line in DEFINITIONS], ""]
@@ -189,7 +265,22 @@ class EvaluationResult:
             "horizons": list(range(1, self.horizon + 1)),
             "scores": scores,
             "checks": self.checks(),
+            "calibration": self._calibration_dict(),
         }
+
+    def _calibration_dict(self) -> dict[str, Any] | None:
+        """Raw vs calibrated: the table, coverage by horizon, PIT histograms, reliability, scales issued."""
+        if CALIBRATED not in self.paths or self.calibration is None:
+            return None
+        table = self.calibration_table()
+        return {
+            **self.calibration,
+            "rows": {label: {k: _finite(v) for k, v in row.items()} for label, row in table.iterrows()},
+            "coverage_by_horizon": {k: [_finite(v) for v in row] for k, row in self.coverage_by_horizon().iterrows()},
+            "pit_histogram": {k: v.tolist() for k, v in self.pit_histograms().items()},
+            "reliability": {"levels": list(RELIABILITY_LEVELS),
+                            **{k: v.tolist() for k, v in self.reliability().items()}},
+        }  # fmt: skip
 
     def to_json(self, indent: int = 2) -> str:
         """The report as strict JSON (NaN and infinities become null)."""
@@ -247,7 +338,20 @@ class EvaluationResult:
             "json": out / "report.json",
             "fan": self.plot_fan(out / "fan.png"),
             "metrics": self.plot_metrics(out / "metrics.png"),
+            **(
+                {"calibration": self.plot_calibration(out / "calibration.png")}
+                if CALIBRATED in self.paths
+                else {}
+            ),
         }
+
+    def plot_calibration(self, path: str | Path) -> Path:
+        """PIT histograms, reliability curves and coverage by horizon: raw vs calibrated vs bootstrap."""
+        return plot_calibration(
+            self.pit_histograms(), self.reliability(), RELIABILITY_LEVELS,
+            {k: row.to_numpy() for k, row in self.coverage_by_horizon().iterrows()},
+            target=self.settings["level"], output=path, title=f"{self.name}: calibration ({len(self.origins)} origins)",
+        )  # fmt: skip
 
 
 DEFINITIONS: tuple[str, ...] = (
@@ -276,6 +380,15 @@ def _jsonable(value: object) -> object:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return str(value)
+
+
+def _plain_table(table: pd.DataFrame) -> str:
+    """A [row x column] markdown table of numbers (4 significant digits, n/a for missing)."""
+    lines = ["| | " + " | ".join(map(str, table.columns)) + " |", "|---" * (len(table.columns) + 1) + "|"]
+    for label, row in table.iterrows():
+        cells = ["n/a" if not np.isfinite(v) else f"{v:.4g}" for v in row.to_numpy(np.float64)]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _markdown_table(table: pd.DataFrame, level: float) -> str:
@@ -332,6 +445,7 @@ def evaluate(
     name: str = "series",
     verbose: bool = False,
     anchor: bool = False,
+    calibration: CalibrationSpec | Mapping[str, Any] | bool | None = True,
 ) -> EvaluationResult:
     """Score Kronos (when ``predictor`` is given) and ``baselines`` on rolling origins of ``df``.
 
@@ -347,6 +461,9 @@ def evaluate(
         Inclusive range that every target bar must fall in (history may precede ``start``).
     seed : int
         Seeds Kronos sampling and, with the origin position, every baseline window.
+    calibration : CalibrationSpec, mapping, bool or None
+        Also score ``kronos_calibrated``: Kronos with its bands calibrated online (adaptive conformal
+        inference, target coverage ``level`` unless the spec sets one); False / None: raw only.
 
     Returns
     -------
@@ -367,6 +484,7 @@ def evaluate(
     realised = np.stack([close[p : p + horizon] for p in positions])
     last_close = close[positions - 1]
     paths: dict[str, np.ndarray] = {}
+    calibrated: dict[str, Any] | None = None
     if predictor is not None:
         frames = [feats.iloc[p - lookback : p] for p in positions]
         sampling = {
@@ -380,6 +498,16 @@ def evaluate(
         paths[KRONOS] = _kronos_paths(
             predictor, frames, horizon, sample_count, {**sampling, "verbose": verbose}
         )
+        spec = CalibrationSpec.coerce(None if calibration is False else calibration, target=level)
+        if spec is not None:
+            # issued at the last history bar (origin - 1): only outcomes up to that bar are used
+            paths[CALIBRATED], scales = calibrate_paths(paths[KRONOS], last_close, positions - 1, close, spec)
+            calibrated = {
+                "spec": spec.to_dict(),
+                "mean_scale": [_finite(np.mean(col[~np.isnan(col)])) if (~np.isnan(col)).any() else None
+                               for col in scales.T],
+                "raw_origins": [int(v) for v in np.isnan(scales).sum(axis=0)],  # warm-up: raw band issued
+            }  # fmt: skip
     for i, b in enumerate(baselines, 1):
         logger.info("baseline %d/%d %s: fitting %d windows ...", i, len(baselines), b, len(positions))
         paths[b] = np.stack(
@@ -406,6 +534,7 @@ def evaluate(
         "model_fingerprint": getattr(predictor, "fingerprint", None),
     }  # fmt: skip
     return EvaluationResult(
+        calibration=calibrated,
         name=name,
         settings=settings,
         origins=stamps[positions],

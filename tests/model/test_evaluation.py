@@ -116,12 +116,14 @@ def test_kronos_end_to_end_batched(tiny_predictor, tmp_path):
     assert len(rec.calls) == 1 and len(rec.calls[0]) == len(res.positions)  # one batched call
     for frame, p in zip(rec.calls[0], res.positions):
         assert len(frame) == 32 and frame.index[-1] == df.index[p - 1]
-    assert res.methods == ["kronos", "random_walk", "garch"]
+    assert res.methods == ["kronos", "kronos_calibrated", "random_walk", "garch"]
     assert res.paths["kronos"].shape == (len(res.positions), 4, 3)
     assert np.isfinite(res.metric("crps")["kronos"]).all()
     files = res.save(tmp_path)
-    assert {p.name for p in files.values()} == {"report.md", "report.json", "fan.png", "metrics.png"}
-    for key in ("fan", "metrics"):
+    assert {p.name for p in files.values()} == {
+        "report.md", "report.json", "fan.png", "metrics.png", "calibration.png"
+    }  # fmt: skip
+    for key in ("fan", "metrics", "calibration"):
         assert files[key].read_bytes()[:4] == PNG_MAGIC
     report = json.loads(files["json"].read_text())
     assert report["scores"]["kronos"]["crps"] == pytest.approx(res.metric("crps")["kronos"].tolist())
