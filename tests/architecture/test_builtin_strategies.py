@@ -84,6 +84,7 @@ def test_wheel_installs_strategies_under_the_package(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "kronos_strategies/builtin/threshold.py" in names
     assert not [n for n in names if n.startswith("strategies/")]
+    assert "kronos_model/templates/model_card.md" in names  # the model card template is package data
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     # -S: no site-packages processing, so the editable install's finder is not active; the wheel comes first
