@@ -23,6 +23,7 @@ from ..cache import ForecastCache
 from ..forecasting import Forecaster, ForecastSpec, cached_forecasts
 from ..indicator import ForecastStats
 from .calendar import AlignedUniverse
+from .table_cache import load_table, store_table, table_key
 
 __all__ = ["SignalTable", "UniverseForecaster"]
 
@@ -154,24 +155,43 @@ class UniverseForecaster:
 
     # ------------------------------------------------------------------ vectorised mode
 
-    def precompute(self, assets: Sequence[str] | None = None) -> SignalTable:
+    def precompute(
+        self, assets: Sequence[str] | None = None, rows: tuple[int, int] | None = None
+    ) -> SignalTable:
         """Every eligible (bar, asset) window from the trading start on, in chunks of ``chunk`` windows.
 
-        ``assets`` limits it to those assets' windows (a sweep's forecast shard); the table's other columns stay empty.
+        ``assets`` limits it to those assets' windows (a sweep's forecast shard), ``rows`` to the union rows
+        ``[lo, hi)`` (a walk-forward fold); other cells stay empty. A whole run's table is cached as one file.
         """
-        eligible = self.universe.eligible.to_numpy()
+        eligible = self.universe.eligible.to_numpy().copy()
+        eligible[: self._first] = False
         if assets is not None:
-            eligible = eligible & np.isin(np.array(self.universe.names), list(assets))[None, :]
+            eligible &= np.isin(np.array(self.universe.names), list(assets))[None, :]
+        if rows is not None:
+            eligible[: rows[0]] = eligible[rows[1] :] = False
+        whole = assets is None and rows is None
+        key = table_key(self, eligible) if whole else None
+        if key is not None and load_table(self, key, self.table):
+            n = int(eligible.sum())
+            self.stats.windows += n
+            self.stats.cache_hits += n
+            self.table.done[self._first :] = True
+            return self.table
+        self._forecast_cells(eligible)
+        if key is not None:
+            store_table(self, key, self.table)
+        self.table.done[self._first :] = True
+        return self.table
+
+    def _forecast_cells(self, eligible: np.ndarray) -> None:
+        """Forecast the cells marked in ``eligible`` [bars x assets] asset by asset, ``chunk`` windows per call."""
         position = self.universe.position.to_numpy()
-        cols, rows = np.nonzero(eligible[self._first :].T)  # asset by asset: a batch mostly cuts one series
-        rows = rows + self._first
+        cols, rows = np.nonzero(eligible.T)  # asset by asset: a batch mostly cuts one series
         names = self.universe.names
         for lo in range(0, len(rows), self.chunk):
             cells = list(zip(rows[lo : lo + self.chunk].tolist(), cols[lo : lo + self.chunk].tolist()))
             windows = [self._window(names[j], int(position[t, j])) for t, j in cells]
             self._run(cells, windows, series=True)
-        self.table.done[self._first :] = True
-        return self.table
 
     # ------------------------------------------------------------------ event mode
 
