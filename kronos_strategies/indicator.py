@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from kronos_model.calibration import CalibrationSpec, OnlineCalibrator
 from kronos_model.data import prepare_values
 from kronos_model.forecast import Forecast
 from kronos_model.series import PreparedSeries
@@ -67,6 +68,15 @@ class ForecastStats:
     cache_hits: int = 0
     seconds: float = 0.0
     model_calls: int = 0
+    band_scored: int = 0  # forecasts whose band target bar (issue + horizon) has been seen
+    band_hits: int = 0  # ... whose close there fell inside the lower/upper band the lines carried
+    raw_band_hits: int = 0  # ... inside the model's raw band (the same as band_hits without calibration)
+
+    def band_coverage(self) -> dict[str, float | int | None]:
+        """Realised coverage of the indicator's band over the run, and of the raw model band."""
+        n = self.band_scored
+        return {"scored": n, "coverage": self.band_hits / n if n else None,
+                "raw_coverage": self.raw_band_hits / n if n else None}  # fmt: skip
 
 
 class KronosSignal(bt.Indicator):
@@ -85,6 +95,10 @@ class KronosSignal(bt.Indicator):
       - ``pred_len`` (5): bars forecast; ``horizon`` (5): the step the lines describe (<= pred_len)
       - ``sample_count`` (16), ``T``, ``top_k``, ``top_p``, ``seed`` (0): sampling, as ``forecast``
       - ``quantiles`` ((0.1, 0.9)): close quantile levels of the ``lower`` / ``upper`` band
+      - ``calibration`` (None): e.g. ``{"method": "aci", "target": 0.8}`` rescales each forecast's return
+        distribution online so the band covers ``target`` of outcomes (default target: upper - lower level);
+        at bar t it uses only forecasts whose outcome bar is <= t (``kronos_model.calibration``). Every line
+        then comes from the calibrated forecast; the cache keeps raw forecasts (keys unchanged)
       - ``every`` (1): re-forecast every N bars, holding the last forecast in between
       - ``cache``: a ``ForecastCache`` or directory (None: no cache; unseeded runs are never cached)
       - ``batch_size`` (64), ``device`` ("cpu"), ``progress`` (False: no progress bar)
@@ -113,6 +127,7 @@ class KronosSignal(bt.Indicator):
         ("horizon", 5),
         ("sample_count", 16),
         ("quantiles", (0.1, 0.9)),
+        ("calibration", None),
         ("every", 1),
         ("T", 1.0),
         ("top_k", 0),
@@ -170,6 +185,8 @@ class KronosSignal(bt.Indicator):
         self.stats = ForecastStats()
         self._held: dict[str, float] | None = None
         self.latest_forecast: Forecast | None = None  # the newest forecast made (read-only for callers)
+        self.calibrator = self._make_calibrator()  # OnlineCalibrator or None (calibration off)
+        self._bands: dict[int, tuple[float, float, float, float]] = {}  # target bar -> band, raw band
         self._once_done = 0
         self._bar: tqdm | None = None
         self.addminperiod(self.p.lookback)
@@ -177,9 +194,10 @@ class KronosSignal(bt.Indicator):
     def next(self) -> None:
         """Event mode: forecast from the last ``lookback`` bars (on forecast bars) and write the lines."""
         i = len(self) - 1
+        self._observe(i, float(self.data.close[0]))
         if self._held is None or self._is_forecast_bar(i):
             window = self._event_window()
-            self.latest_forecast = self._forecasts(window, [len(window)])[0]
+            self.latest_forecast = self._calibrated(i, self._forecasts(window, [len(window)])[0])
             self._held = self._values(self.latest_forecast)
             self._tick()
         for name, value in self._held.items():
@@ -198,9 +216,14 @@ class KronosSignal(bt.Indicator):
         bars = [
             i for i in range(start, end) if self._is_forecast_bar(i) or (i == start and self._held is None)
         ]
-        forecasts = self._forecasts(series, [i + 1 for i in bars])
-        self.latest_forecast = forecasts[-1] if forecasts else self.latest_forecast
-        values = dict(zip(bars, (self._values(f) for f in forecasts), strict=True))
+        raw = dict(zip(bars, self._forecasts(series, [i + 1 for i in bars]), strict=True))
+        close = self.data.close.array
+        values: dict[int, dict[str, float]] = {}
+        for i in range(start, end):  # bar by bar, as event mode: outcomes first, then the bar's forecast
+            self._observe(i, float(close[i]))
+            if i in raw:
+                self.latest_forecast = self._calibrated(i, raw[i])
+                values[i] = self._values(self.latest_forecast)
         arrays = {name: getattr(self.lines, name).array for name in self._line_names()}
         held: dict[str, float] = self._held or {}
         for i in range(start, end):
@@ -238,6 +261,34 @@ class KronosSignal(bt.Indicator):
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"{type(self).__name__}: {message}")
+
+    def _make_calibrator(self) -> OnlineCalibrator | None:
+        lo, hi = self.p.quantiles
+        try:
+            spec = CalibrationSpec.coerce(self.p.calibration, target=round(hi - lo, 12))
+        except ConfigError as exc:
+            raise ConfigError(f"{type(self).__name__}: {exc}") from None
+        return None if spec is None else OnlineCalibrator.from_spec(spec)
+
+    def _observe(self, i: int, close: float) -> None:
+        """Bar ``i``'s close is known: score the band aimed at it and feed the calibrator (never a later bar)."""
+        if self.calibrator is not None:
+            self.calibrator.observe(close)
+        band = self._bands.pop(i, None)
+        if band is not None:
+            lo, hi, raw_lo, raw_hi = band
+            self.stats.band_scored += 1
+            self.stats.band_hits += lo <= close <= hi
+            self.stats.raw_band_hits += raw_lo <= close <= raw_hi
+
+    def _calibrated(self, i: int, forecast: Forecast) -> Forecast:
+        """The forecast made at bar ``i`` as the lines use it (calibrated when on); its band is kept for scoring."""
+        out = forecast if self.calibrator is None else self.calibrator.apply(forecast)
+        h, levels = self.p.horizon, list(self.p.quantiles)
+        raw_lo, raw_hi = forecast.quantile(levels, "close")[:, h - 1]
+        lo, hi = (raw_lo, raw_hi) if out is forecast else out.quantile(levels, "close")[:, h - 1]
+        self._bands[i + h] = (float(lo), float(hi), float(raw_lo), float(raw_hi))
+        return out
 
     def _line_names(self) -> tuple[str, ...]:
         return tuple(self.lines.getlinealiases())
