@@ -183,13 +183,9 @@ def run_backtest(
     cfg = config if isinstance(config, BacktestConfig) else load_config(config, overrides)
     indicator_cls, strategy_cls = strategy_classes(cfg)
     frame = load_bars(cfg) if bars is None else read_ohlcv(bars, name=cfg.data.name or "bars")
-    base_dir = Path(out_dir) if out_dir is not None else cfg.output_dir
-    if write_reports and new_folder:
-        out_dir = run_folder(base_dir, cfg, data_fingerprint(frame))
-    elif write_reports and not force and (base_dir / "manifest.json").exists():
-        raise ConfigError(
-            f"{base_dir} already holds a run (manifest.json); pass --force to overwrite it or choose another --out"
-        )
+    if write_reports:
+        base_dir = Path(out_dir) if out_dir is not None else cfg.output_dir
+        out_dir = report_folder(base_dir, cfg, data_fingerprint(frame), new_folder=new_folder, force=force)
     lookback = cfg.indicator.lookback
     history = frame  # all bars: walk-forward folds train on bars before dates.start too
     try:
@@ -321,6 +317,18 @@ def run_hints(cfg: BacktestConfig, result: BacktestResult) -> list[str]:
             "for this market, or trade less (higher strategy.params.enter, indicator.every)"
         ]
     return []
+
+
+def report_folder(base: Path, cfg: BacktestConfig, data_hash: str, *, new_folder: bool, force: bool) -> Path:
+    """Where a run's reports go: a fresh run folder under ``base`` (``new_folder``), else ``base`` itself,
+    refused when it already holds a run (``manifest.json``) unless ``force``. Checked before any work."""
+    if new_folder:
+        return run_folder(base, cfg, data_hash)
+    if not force and (base / "manifest.json").exists():
+        raise ConfigError(
+            f"{base} already holds a run (manifest.json); pass --force to overwrite it or choose another --out"
+        )
+    return base
 
 
 def run_folder(base: Path, cfg: BacktestConfig, data_hash: str) -> Path:

@@ -9,7 +9,6 @@ calendar, into the shared cache, and the backtests only read it.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from kronos_model.errors import KronosError
 
 from ..config import BacktestConfig
 from ..errors import ConfigError
-from ..feeds import data_fingerprint
+from ..universe.assets import universe_fingerprint as universe_data_fingerprint
 
 __all__ = ["SOURCE_KEYS", "UniverseShard", "universe_data_fingerprint", "universe_entry", "universe_label",
            "universe_raw", "universe_shards"]  # fmt: skip
@@ -76,14 +75,6 @@ def universe_label(entry: Mapping[str, Any], default: str) -> str:
     if entry.get("files"):
         return str(entry["files"]).replace("\\", "/").rstrip("/")
     return default
-
-
-def universe_data_fingerprint(frames: Mapping[str, pd.DataFrame]) -> str:
-    """One hash of every asset's name and bars (the universe's data identity in run ids)."""
-    digest = hashlib.sha256()
-    for name in sorted(frames):
-        digest.update(f"{name}={data_fingerprint(frames[name])};".encode())
-    return digest.hexdigest()[:16]
 
 
 def universe_shards(

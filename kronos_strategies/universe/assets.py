@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import hashlib
 from pathlib import Path
 
 import pandas as pd
@@ -12,10 +13,10 @@ from kronos_model.errors import KronosError
 
 from ..config import BacktestConfig
 from ..errors import ConfigError
-from ..feeds import read_ohlcv
+from ..feeds import data_fingerprint, read_ohlcv
 from .config import UniverseConfig, asset_label
 
-__all__ = ["load_universe", "validated"]
+__all__ = ["load_universe", "universe_fingerprint", "validated"]
 
 _SUFFIXES = (".csv", ".parquet", ".pq", ".gz", ".txt")
 
@@ -33,6 +34,14 @@ def load_universe(cfg: BacktestConfig) -> dict[str, pd.DataFrame]:
             raise ConfigError(f"universe: two files are named {name!r} ({path}); rename one")
         frames[name] = _named(name, lambda p=path, n=name: read_ohlcv(p, timestamp_column=uni.timestamp_column, tz=uni.tz, name=n))  # fmt: skip
     return frames
+
+
+def universe_fingerprint(frames: dict[str, pd.DataFrame]) -> str:
+    """One hash of every asset's name and bars: the universe's data identity (run folders, sweep run ids)."""
+    digest = hashlib.sha256()
+    for name in sorted(frames):
+        digest.update(f"{name}={data_fingerprint(frames[name])};".encode())
+    return digest.hexdigest()[:16]
 
 
 def validated(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:

@@ -32,7 +32,9 @@ def run_universe(args: argparse.Namespace) -> int:
     if getattr(args, "data_dir", None):
         overrides += [f"universe.data_dir={args.data_dir}", "universe.files=null", "universe.assets=[]"]
     overrides += engine_overrides(args)
-    result = run_universe_backtest(args.config, overrides=overrides, out_dir=args.out)
+    result = run_universe_backtest(
+        args.config, overrides=overrides, out_dir=args.out, new_folder=args.out is None, force=args.force
+    )
     print(summary_table(result))
     return 0
 

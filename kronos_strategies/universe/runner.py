@@ -18,9 +18,9 @@ from ..errors import ConfigError
 from ..feeds import bar_timestamps, data_fingerprint, make_feed
 from ..forecasting import ForecastSpec
 from ..indicator import ForecastStats, resolve_cache
-from ..runner import load_model
+from ..runner import load_model, point_latest, report_folder
 from ..strategy import configure_broker, load_object
-from .assets import load_universe, validated
+from .assets import load_universe, universe_fingerprint, validated
 from .calendar import AlignedUniverse, align_universe
 from .config import UniverseConfig
 from .signals import SignalTable, UniverseForecaster
@@ -74,11 +74,16 @@ def run_universe_backtest(
     predictor: Any = None,
     frames: Mapping[str, pd.DataFrame] | None = None,
     write_reports: bool = True,
+    new_folder: bool = False,
+    force: bool = True,
 ) -> UniverseResult:
     """Run one universe backtest and (optionally) write its reports.
 
     ``frames`` (name -> ``read_ohlcv`` frame) and ``predictor`` replace what the config names (tests,
-    notebooks); ``out_dir`` replaces ``output.dir``. Bad input raises a ``KronosError`` naming the asset.
+    notebooks); ``out_dir`` replaces ``output.dir``. Run folders as for one asset
+    (:func:`kronos_strategies.runner.report_folder`): ``new_folder`` writes into a fresh
+    ``<out>/<UTC time>-<hash>/`` and points ``<out>/latest`` at it, otherwise ``force=False`` refuses a folder
+    that already holds a run. Bad input raises a ``KronosError`` naming the asset.
     """
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -90,6 +95,9 @@ def run_universe_backtest(
     uni: UniverseConfig = cfg.universe
     strategy_cls = strategy_class(cfg)
     raw = validated(dict(frames)) if frames is not None else load_universe(cfg)
+    if write_reports:  # refused before any work, as for one asset
+        base = Path(out_dir) if out_dir is not None else cfg.output_dir
+        out_dir = report_folder(base, cfg, universe_fingerprint(raw), new_folder=new_folder, force=force)
     universe, forecaster = prepare_universe(cfg, raw, predictor, checked=True)
     timings["load_align"] = time.perf_counter() - started
     mark = time.perf_counter()
@@ -123,9 +131,9 @@ def run_universe_backtest(
         from .report import write_universe_reports
 
         mark = time.perf_counter()
-        result.files = write_universe_reports(
-            result, Path(out_dir) if out_dir is not None else cfg.output_dir
-        )
+        result.files = write_universe_reports(result, Path(out_dir))
+        if new_folder:
+            point_latest(Path(out_dir))
         timings["reports"] = time.perf_counter() - mark
         result.seconds = time.perf_counter() - started
     return result
