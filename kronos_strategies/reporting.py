@@ -27,6 +27,8 @@ from kronos_model.plotting import new_figure, save_figure
 from .errors import ConfigError
 
 __all__ = [
+    "band_line",
+    "band_summary",
     "bar_calendar",
     "new_figure",
     "package_versions",
@@ -262,6 +264,34 @@ def _finish_time_chart(fig: Any, ax: Any, title: str, output: str | Path) -> Pat
     ax.grid(alpha=0.3)
     fig.autofmt_xdate()
     return save_figure(fig, output)
+
+
+def band_summary(
+    stats: Any, *, horizon: int, quantiles: Sequence[float], calibration: Any = None
+) -> dict[str, Any]:
+    """Realised coverage of the indicator's band over the run (and of the raw model band), for metrics.json.
+
+    ``stats`` is the indicator's ``ForecastStats``: forecast bars whose target bar (``horizon`` later) was seen.
+    """
+    from kronos_model.calibration import CalibrationSpec
+
+    lo, hi = (float(q) for q in quantiles)
+    spec = CalibrationSpec.coerce(calibration, target=round(hi - lo, 12), where="indicator.calibration")
+    return {"horizon": int(horizon), "quantiles": [lo, hi], "nominal": round(hi - lo, 12), **stats.band_coverage(),
+            "calibration": None if spec is None else spec.to_dict()}  # fmt: skip
+
+
+def band_line(summary: Mapping[str, Any]) -> str | None:
+    """One summary line on the band's realised coverage (None before any outcome was seen)."""
+    if not summary.get("scored"):
+        return None
+    lo, hi = summary["quantiles"]
+    text = (f"band: q{lo:g}-q{hi:g} {summary['horizon']} bars ahead covered {summary['coverage']:.1%} of "
+            f"{summary['scored']} outcomes (nominal {summary['nominal']:.0%}")  # fmt: skip
+    cal = summary.get("calibration")
+    if cal:
+        text += f"; raw model band {summary['raw_coverage']:.1%}; calibration {cal['method']}"
+    return text + ")"
 
 
 def package_versions() -> dict[str, str | None]:

@@ -148,6 +148,7 @@ def indicator_params(cfg: BacktestConfig, predictor: Any) -> dict[str, Any]:
         "horizon": ind.horizon,
         "sample_count": ind.sample_count,
         "quantiles": tuple(ind.quantiles),
+        "calibration": ind.calibration,
         "every": ind.every,
         "T": ind.T,
         "top_k": ind.top_k,
@@ -412,6 +413,13 @@ def _collect(
     )
 
 
+def band_report(result: BacktestResult) -> dict[str, Any]:
+    """Realised coverage of the indicator's band over the run (and of the raw model band)."""
+    ind = result.config.indicator
+    return reporting.band_summary(result.forecast_stats, horizon=ind.horizon, quantiles=ind.quantiles,
+                                  calibration=ind.calibration)  # fmt: skip
+
+
 def write_reports_for(result: BacktestResult, out: Path) -> dict[str, Path]:
     """Write metrics.json, tearsheet.html, chart.png, signals.csv, trades.csv and manifest.json into ``out``."""
     cfg = result.config
@@ -427,7 +435,7 @@ def write_reports_for(result: BacktestResult, out: Path) -> dict[str, Path]:
             "strategy": result.metrics,
             "benchmark": result.benchmark_metrics,
             "forecasts": {"windows": stats.windows, "computed": stats.computed, "cache_hits": stats.cache_hits,
-                          "model_seconds": round(stats.seconds, 3)},
+                          "model_seconds": round(stats.seconds, 3), "band": band_report(result)},
             "period": {"start": result.returns.index[0], "end": result.returns.index[-1]},
         },
         out / "metrics.json",

@@ -29,7 +29,10 @@ _ROWS: tuple[tuple[str, str, Any], ...] = (
 
 
 def summary_table(result: Any) -> str:
-    """Strategy vs buy-and-hold side by side, then forecast work and the files written."""
+    """Strategy vs buy-and-hold side by side, then forecast work, band coverage and the files written."""
+    from ..reporting import band_line
+    from ..runner import band_report
+
     cfg = result.config
     bench_title = cfg.benchmark.title
     idx = result.returns.index
@@ -49,6 +52,8 @@ def summary_table(result: Any) -> str:
         f"forecasts: {s.windows} windows, {s.computed} computed, {s.cache_hits} from cache, "
         f"{s.seconds:.1f} s in the model; run and reports took {result.seconds:.1f} s"
     )
+    band = band_line(band_report(result)) if hasattr(result.forecast_stats, "band_coverage") else None
+    lines += [band] if band else []
     lines += [f"hint: {h}" for h in result.hints]
     if result.files:
         first = next(iter(result.files.values())).parent

@@ -10,6 +10,8 @@ import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
+from kronos_model.calibration import CalibrationSpec
+
 from ..errors import ConfigError
 
 __all__ = [
@@ -83,6 +85,7 @@ class IndicatorConfig:
     horizon: int = 5
     sample_count: int = 16
     quantiles: tuple[float, float] = (0.1, 0.9)
+    calibration: CalibrationSpec | None = None  # {method: aci, target: 0.8, ...}: calibrated band
     every: int = 1  # re-forecast every N bars, hold the last forecast in between
     T: float = 1.0
     top_k: int = 0
@@ -268,6 +271,8 @@ def check_indicator(ind: IndicatorConfig) -> None:
     _rule(ind.top_k >= 0, f"'indicator.top_k' must be >= 0, got {ind.top_k}")
     _rule(0 < ind.top_p <= 1, f"'indicator.top_p' must be in (0, 1], got {ind.top_p}")
     _rule(ind.batch_size >= 1, f"'indicator.batch_size' must be >= 1, got {ind.batch_size}")
+    if ind.calibration is not None:
+        ind.calibration.check("indicator.calibration")
 
 
 def check_broker(broker: BrokerConfig) -> None:
