@@ -1,110 +1,91 @@
-"""Record a batch's cached decode (prefill + every generated token) once as a CUDA graph, then replay it.
+"""Record a fixed-shape forecast call once as a CUDA graph, then replay it with new inputs.
 
-On a GPU a small batch is bound by kernel launches: each decode step issues ~100 small kernels from
-Python. For a fixed signature (rows, prompt width, pred_len, sampling arguments, padding, dtype) every
-shape in :func:`kronos_model.decoding.decode_cached` is fixed, so the first batch with that signature
-records it into a ``torch.cuda.CUDAGraph`` over static buffers; later batches copy their inputs into
-those buffers and replay the whole decode with one launch. Off CUDA (``capture=False``) the same object
-runs the function eagerly on its buffers, which is how its shape logic is tested without a GPU.
+On a GPU a small batch is bound by kernel launches: a forecast of pred_len steps issues thousands of small
+kernels from Python. Once the host has planned a call (windows, positions, masks: see
+``kronos_model.generation._Plan``), a fully cached call is pure device work whose shapes depend only on a
+few numbers (batch, prompt width, pred_len, sample count, padding, sampling arguments, dtype). The first
+call with a signature records it into a ``torch.cuda.CUDAGraph`` over static copies of its inputs; later
+calls copy their inputs into those buffers and replay everything with one launch. Off CUDA
+(``capture=False``) the same object runs the function eagerly on its buffers, which is how the recording
+logic is tested without a GPU.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 
 import torch
+from torch import nn
 
-from .decoding import DecodeState, SamplingArgs, decode_cached
-from .transformer import Kronos
-
-MAX_GRAPHS = 4  # recorded signatures kept per model (each holds its own buffers and memory pool)
+MAX_RECORDINGS = 4  # signatures kept per model (each holds its buffers and a private memory pool)
 
 
-class CapturedDecode:
-    """Static buffers + a recorded ``decode_cached`` call for one signature."""
+class RecordedCall:
+    """``fn(**inputs)`` over static copies of ``inputs``; recorded as a CUDA graph when ``capture``."""
 
-    def __init__(
-        self,
-        model: Kronos,
-        state: DecodeState,
-        uniforms: torch.Tensor,
-        sampling: SamplingArgs,
-        sample_count: int,
-        steps: int,
-        *,
-        capture: bool,
-    ):
-        self.model, self.sample_count, self.steps = model, sample_count, steps
-        self.state = state.empty_like()
-        self.uniforms = torch.zeros_like(uniforms)
-        self.sampling = SamplingArgs(sampling.T, sampling.top_k, sampling.top_p, uniforms=self.uniforms)
+    def __init__(self, fn: Callable[..., tuple], inputs: dict[str, torch.Tensor], *, capture: bool):
+        self.fn = fn
+        self.inputs = {name: tensor.clone() for name, tensor in inputs.items()}
         self.graph: torch.cuda.CUDAGraph | None = None
+        self.outputs: tuple | None = None
         if capture:
             self._record()
 
-    def _decode(self) -> None:
-        decode_cached(self.model, self.state, self.sampling, self.sample_count, self.steps)
-
     def _record(self) -> None:
-        side = torch.cuda.Stream(device=self.uniforms.device)
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):  # warm-up off the capture: library handles and workspaces exist first
-            self._decode()
-        torch.cuda.current_stream().wait_stream(side)
+        device = next(iter(self.inputs.values())).device
+        side = torch.cuda.Stream(device=device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):  # warm-up off the capture: library handles, workspaces, compiled code
+            self.fn(**self.inputs)
+        torch.cuda.current_stream(device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            self._decode()
+            self.outputs = self.fn(**self.inputs)
         self.graph = graph
 
-    def __call__(self, state: DecodeState, uniforms: torch.Tensor) -> None:
-        """Decode ``state`` (generated columns written in place) with the draws ``uniforms`` [N, P, 2]."""
-        self.state.copy_from(state)
-        self.uniforms.copy_(uniforms)
+    def __call__(self, inputs: dict[str, torch.Tensor]) -> tuple:
+        """Outputs for ``inputs``; they live in static buffers overwritten by the next call: copy them."""
+        for name, tensor in inputs.items():
+            self.inputs[name].copy_(tensor)
         if self.graph is None:
-            self._decode()
-        else:
-            self.graph.replay()
-        generated = slice(state.width, state.width + self.steps)
-        state.s1[:, generated] = self.state.s1[:, generated]
-        state.s2[:, generated] = self.state.s2[:, generated]
+            return self.fn(**self.inputs)
+        self.graph.replay()
+        return self.outputs
 
 
-def _signature(
-    model: Kronos, state: DecodeState, sampling: SamplingArgs, sample_count: int, steps: int
-) -> tuple:
-    weights = hash(tuple(p.data_ptr() for p in model.parameters()))  # a moved/replaced weight re-records
-    return (
-        tuple(state.s1.shape),
-        state.width,
-        state.key_mask is not None,
-        sample_count,
-        steps,
-        float(sampling.T),
-        int(sampling.top_k),
-        float(sampling.top_p),
-        str(state.stamps.device),
-        weights,
-        next(model.parameters()).dtype,
-    )
+def recorded_call(
+    fn: Callable[..., tuple],
+    inputs: dict[str, torch.Tensor],
+    key: tuple,
+    *,
+    owner: nn.Module,
+    modules: Iterable[nn.Module],
+    capture: bool,
+) -> tuple | None:
+    """Run ``fn`` through the recording for (``key``, input shapes, weights), recording it first if new.
 
-
-def captured_decode(
-    model: Kronos, state: DecodeState, sampling: SamplingArgs, sample_count: int, steps: int, *, capture: bool
-) -> CapturedDecode | None:
-    """The recorded decode for this signature (recorded now if new); None when recording failed before."""
-    graphs: OrderedDict = model.__dict__.setdefault("_captured_decodes", OrderedDict())
-    key = _signature(model, state, sampling, sample_count, steps)
-    if key in graphs:
-        graphs.move_to_end(key)
-        return graphs[key]
-    uniforms = sampling.uniforms
-    try:
-        entry = CapturedDecode(model, state, uniforms, sampling, sample_count, steps, capture=capture)
-    except RuntimeError as exc:  # an op that cannot be captured on this build: decode eagerly from now on
-        warnings.warn(f"CUDA graph capture failed ({exc}); decoding eagerly", RuntimeWarning, stacklevel=3)
-        entry = None
-    graphs[key] = entry
-    while len(graphs) > MAX_GRAPHS:
-        graphs.popitem(last=False)
-    return entry
+    Recordings live on ``owner`` (at most :data:`MAX_RECORDINGS`, least recently used dropped). A moved or
+    replaced weight of ``modules`` changes the signature. Returns None when recording fails on this build
+    (the caller then runs eagerly; the failure is remembered and warned about once).
+    """
+    recordings: OrderedDict = owner.__dict__.setdefault("_recorded_calls", OrderedDict())
+    weights = hash(tuple(p.data_ptr() for module in modules for p in module.parameters()))
+    shapes = tuple((name, tuple(t.shape), t.dtype, str(t.device)) for name, t in sorted(inputs.items()))
+    signature = (key, weights, shapes)
+    if signature in recordings:
+        recordings.move_to_end(signature)
+        entry = recordings[signature]
+    else:
+        try:
+            entry = RecordedCall(fn, inputs, capture=capture)
+        except RuntimeError as exc:  # an op this build cannot capture: decode eagerly from now on
+            warnings.warn(
+                f"CUDA graph recording failed ({exc}); running eagerly", RuntimeWarning, stacklevel=3
+            )
+            entry = None
+        recordings[signature] = entry
+        while len(recordings) > MAX_RECORDINGS:
+            recordings.popitem(last=False)
+    return None if entry is None else entry(inputs)

@@ -1,8 +1,8 @@
 """One decode step of the predictor, shared by the eager loop and the captured (CUDA graph) loop.
 
 Shapes: N = windows x sample_count rows, W the prompt width (longest window), P = pred_len.
-:class:`DecodeState` holds everything a cached step reads or writes, as tensors of fixed shape, so the
-same :func:`decode_cached` runs eagerly or is recorded once and replayed (:mod:`kronos_model.cuda_graph`).
+:class:`DecodeState` holds everything a cached step reads or writes, as tensors of fixed shape, with
+no host synchronisation, so a GPU can record a whole call once and replay it (:mod:`kronos_model.cuda_graph`).
 """
 
 from __future__ import annotations
@@ -45,27 +45,6 @@ class DecodeState:
     positions: torch.Tensor  # [N, W + P] RoPE position of each column in its row's window
     key_mask: torch.Tensor | None  # [N, W + P] True = real token
     width: int
-
-    def empty_like(self) -> DecodeState:
-        """Same shapes and dtypes, fresh storage (the static buffers of a captured loop)."""
-        return DecodeState(
-            torch.zeros_like(self.s1),
-            torch.zeros_like(self.s2),
-            torch.zeros_like(self.stamps),
-            torch.zeros_like(self.positions),
-            None if self.key_mask is None else torch.zeros_like(self.key_mask),
-            self.width,
-        )
-
-    def copy_from(self, other: DecodeState) -> None:
-        for mine, theirs in self._pairs(other):
-            mine.copy_(theirs)
-
-    def _pairs(self, other: DecodeState):
-        yield from ((self.s1, other.s1), (self.s2, other.s2), (self.stamps, other.stamps))
-        yield self.positions, other.positions
-        if self.key_mask is not None:
-            yield self.key_mask, other.key_mask
 
 
 def sample_step(

@@ -8,8 +8,11 @@ of each *input* token is fed, and the final decode runs on the last ``max_contex
 * ``use_cache=True`` encodes and prefills each window once; its sample paths all read that prefill's
   keys/values (stored once per window, not per sample), and only the tokens they generate are cached per
   sample row. Once a window would slide past ``max_context`` every position changes, so that step is
-  recomputed, exactly as the reference does. The cached steps are one fixed-shape call
-  (:func:`kronos_model.decoding.decode_cached`) that a GPU can replay as a CUDA graph.
+  recomputed, exactly as the reference does.
+
+Everything decided on the host (windows, RoPE positions, key masks) is planned before any device work
+(:class:`_Plan`), so a fully cached call is pure device work that a GPU records once per shape and
+replays as one CUDA graph (``cuda_graph=True``, :mod:`kronos_model.cuda_graph`).
 
 Windows of unequal length are left-padded; per-row RoPE positions and key masks keep each row's
 numbers those of its own unpadded window.
@@ -17,9 +20,12 @@ numbers those of its own unpadded window.
 
 from __future__ import annotations
 
+import copy
+from dataclasses import dataclass, field
+
 import torch
 
-from .cuda_graph import captured_decode
+from .cuda_graph import recorded_call
 from .decoding import DecodeState, SamplingArgs, decode_cached, sample_step
 from .layers import left_pad_positions
 from .tokenizer import KronosTokenizer
@@ -43,6 +49,75 @@ class _Window:
         self.positions = positions.to(device)
         self.key_mask = None if key_mask is None else key_mask.to(device)
         self.sliding = bool((lengths > max_context).any())
+
+
+@dataclass
+class _Plan:
+    """The host-side decisions of one call: which columns each window covers at each stage, on the device.
+
+    ``n_cached`` steps share one prefill (their window stays inside ``max_context``); ``steps`` holds the
+    windows of the later, recomputed ones; ``positions``/``key_mask`` [N, W + P] cover every buffer column
+    for the cached steps (see :class:`kronos_model.decoding.DecodeState`).
+    """
+
+    width: int
+    pred_len: int
+    sample_count: int
+    use_cache: bool
+    hist: _Window
+    final: _Window
+    n_cached: int = 0
+    positions: torch.Tensor | None = None
+    key_mask: torch.Tensor | None = None
+    steps: list[_Window] = field(default_factory=list)
+
+    @classmethod
+    def make(cls, lengths, width, pred_len, max_context, sample_count, use_cache, device) -> _Plan:
+        rows = lengths.repeat_interleave(sample_count)
+        hist = _Window(lengths if use_cache else rows, width, width, device)
+        plan = cls(
+            width,
+            pred_len,
+            sample_count,
+            use_cache,
+            hist,
+            _Window(rows + pred_len, width + pred_len, max_context, device),
+        )
+        plan.n_cached = min(pred_len, max(0, max_context - width + 1)) if use_cache else 0
+        if plan.n_cached:
+            positions, key_mask = left_pad_positions(rows + pred_len, width + pred_len)
+            plan.positions = positions.to(device)
+            plan.key_mask = None if key_mask is None else key_mask.to(device)
+        plan.steps = [
+            _Window(rows + s, width + s, max_context, device) for s in range(plan.n_cached, pred_len)
+        ]
+        return plan
+
+    @property
+    def recordable(self) -> bool:
+        """Fully cached: no recomputed step, so the whole call has fixed shapes."""
+        return self.use_cache and self.n_cached == self.pred_len
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The plan's device tensors by name (the inputs of a recorded call besides x, stamps, draws)."""
+        named = {
+            "hist_positions": self.hist.positions,
+            "hist_mask": self.hist.key_mask,
+            "positions": self.positions,
+            "key_mask": self.key_mask,
+            "final_positions": self.final.positions,
+            "final_mask": self.final.key_mask,
+        }
+        return {name: t for name, t in named.items() if t is not None}
+
+    def with_tensors(self, named: dict[str, torch.Tensor]) -> _Plan:
+        """A copy of this plan reading its tensors from ``named`` (the static buffers of a recording)."""
+        plan, hist, final = copy.copy(self), copy.copy(self.hist), copy.copy(self.final)
+        hist.positions, hist.key_mask = named["hist_positions"], named.get("hist_mask")
+        final.positions, final.key_mask = named["final_positions"], named.get("final_mask")
+        plan.hist, plan.final = hist, final
+        plan.positions, plan.key_mask = named.get("positions"), named.get("key_mask")
+        return plan
 
 
 @torch.inference_mode()
@@ -70,9 +145,9 @@ def generate(
     lengths : [B] real history rows per window.
     stamps : [B, L + pred_len, 5] calendar features of history (left-padded alike) then future bars.
 
-    cuda_graph : replay the cached decode as a recorded CUDA graph (:mod:`kronos_model.cuda_graph`); off
-        CUDA the same static-buffer path runs eagerly. Unseeded draws then come from ``sampling.generator``
-        as uniforms, so they differ from the eager path's ``torch.multinomial`` stream.
+    cuda_graph : run a fully cached call through the recording of its shapes (:mod:`kronos_model.cuda_graph`):
+        a CUDA graph on a GPU, the same static buffers eagerly elsewhere. Unseeded draws then come from
+        ``sampling.generator`` as uniforms, so they differ from the eager path's ``torch.multinomial`` stream.
     record : optional dict that receives side outputs: the generated ids ``gen_s1``/``gen_s2`` [N, pred_len]
         and ``history_recon`` [B, d_in], the decoder's reconstruction of each window's last history bar.
 
@@ -81,45 +156,44 @@ def generate(
     [B, sample_count, pred_len, d_in] decoded paths in normalised space (not averaged).
     """
     batch, width = x.shape[:2]
-    device = x.device
-    lengths = lengths.cpu()
+    plan = _Plan.make(lengths.cpu(), width, pred_len, max_context, sample_count, use_cache, x.device)
     x = x.clamp(-clip, clip)
-    n_rows = batch * sample_count
     if sampling.uniforms is not None:
-        sampling.uniforms = sampling.uniforms.to(device)
-    hist = _Window(lengths if use_cache else lengths.repeat_interleave(sample_count), width, width, device)
-    if use_cache:
+        sampling.uniforms = sampling.uniforms.to(x.device)
+    if cuda_graph and plan.recordable:
+        decoded, history_recon, gen_s1, gen_s2 = _forward_recorded(
+            tokenizer, model, plan, x, stamps, sampling
+        )
+    else:
+        decoded, history_recon, gen_s1, gen_s2 = _forward(tokenizer, model, plan, x, stamps, sampling)
+    if record is not None:
+        record["gen_s1"], record["gen_s2"] = gen_s1.clone(), gen_s2.clone()
+        record["history_recon"] = None if history_recon is None else history_recon.float().clone()
+    return decoded.float().reshape(batch, sample_count, pred_len, -1)
+
+
+def _forward(tokenizer: KronosTokenizer, model: Kronos, plan: _Plan, x, stamps, sampling: SamplingArgs):
+    """Device work of one call -> (decoded [N, P, d_in], history_recon [B, d_in] | None, gen_s1, gen_s2 [N, P])."""
+    samples, width, pred_len = plan.sample_count, plan.width, plan.pred_len
+    hist = plan.hist
+    if plan.use_cache:
         s1_hist, s2_hist = tokenizer.encode(x, half=True, positions=hist.positions, key_mask=hist.key_mask)
     else:  # the reference tokenises every sample's copy of the history
-        x_rep = x.repeat_interleave(sample_count, 0)
+        x_rep = x.repeat_interleave(samples, 0)
         s1_hist, s2_hist = tokenizer.encode(
             x_rep, half=True, positions=hist.positions, key_mask=hist.key_mask
         )
-        s1_hist, s2_hist = s1_hist[::sample_count], s2_hist[::sample_count]
+        s1_hist, s2_hist = s1_hist[::samples], s2_hist[::samples]
 
-    total = width + pred_len
-    s1_buf = torch.zeros(n_rows, total, dtype=torch.long, device=device)
+    s1_buf = torch.zeros(x.shape[0] * samples, width + pred_len, dtype=torch.long, device=x.device)
     s2_buf = torch.zeros_like(s1_buf)
-    s1_buf[:, :width] = s1_hist.repeat_interleave(sample_count, 0)
-    s2_buf[:, :width] = s2_hist.repeat_interleave(sample_count, 0)
-    stamp_buf = stamps.repeat_interleave(sample_count, 0)
-    row_lengths = lengths.repeat_interleave(sample_count)
-
-    # steps whose window stays inside max_context share one prefill; later ones recompute (the reference)
-    n_cached = min(pred_len, max(0, max_context - width + 1)) if use_cache else 0
-    if n_cached:
-        positions, key_mask = left_pad_positions(row_lengths + pred_len, total)
-        state = DecodeState(
-            s1_buf,
-            s2_buf,
-            stamp_buf,
-            positions.to(device),
-            None if key_mask is None else key_mask.to(device),
-            width,
-        )
-        _decode_cached(model, state, sampling, sample_count, n_cached, cuda_graph)
-    for step in range(n_cached, pred_len):
-        win = _Window(row_lengths + step, width + step, max_context, device)
+    s1_buf[:, :width] = s1_hist.repeat_interleave(samples, 0)
+    s2_buf[:, :width] = s2_hist.repeat_interleave(samples, 0)
+    stamp_buf = stamps.repeat_interleave(samples, 0)
+    if plan.n_cached:
+        state = DecodeState(s1_buf, s2_buf, stamp_buf, plan.positions, plan.key_mask, width)
+        decode_cached(model, state, sampling, samples, plan.n_cached)
+    for step, win in zip(range(plan.n_cached, pred_len), plan.steps, strict=True):
         cols = slice(win.start, win.end)
         context = model.backbone(
             s1_buf[:, cols],
@@ -132,9 +206,9 @@ def generate(
         s1_buf[:, width + step] = s1[:, 0]
         s2_buf[:, width + step] = s2[:, 0]
 
-    final = _Window(row_lengths + pred_len, total, max_context, device)
-    if use_cache:
-        decoded, history_recon = _decode_shared_history(tokenizer, s1_buf, s2_buf, final, width, sample_count)
+    final = plan.final
+    if plan.use_cache:
+        decoded, history_recon = _decode_shared_history(tokenizer, s1_buf, s2_buf, final, width, samples)
     else:
         cols = slice(final.start, final.end)
         decoded = tokenizer.decode(
@@ -143,30 +217,33 @@ def generate(
             positions=None if final.key_mask is None else final.positions,
             key_mask=final.key_mask,
         )
-        history_recon = decoded[::sample_count, -pred_len - 1] if final.width > pred_len else None
-    if record is not None:
-        record["gen_s1"], record["gen_s2"] = s1_buf[:, width:].clone(), s2_buf[:, width:].clone()
-        record["history_recon"] = None if history_recon is None else history_recon.float()
-    return decoded[:, -pred_len:].float().reshape(batch, sample_count, pred_len, -1)
+        history_recon = decoded[::samples, -pred_len - 1] if final.width > pred_len else None
+    return decoded[:, -pred_len:], history_recon, s1_buf[:, width:], s2_buf[:, width:]
 
 
-def _decode_cached(
-    model: Kronos, state: DecodeState, sampling: SamplingArgs, sample_count: int, steps: int, cuda_graph: bool
-) -> None:
-    """Run :func:`decode_cached` eagerly, or through the recorded graph of its signature."""
-    if cuda_graph:
-        rows, pred_len = state.s1.shape[0], state.s1.shape[1] - state.width
-        if sampling.uniforms is None:  # a replay takes its draws as data
-            gen = sampling.generator
-            draws = torch.rand(
-                rows, pred_len, 2, dtype=torch.float64, generator=gen, device=gen.device if gen else "cpu"
-            )
-            sampling.uniforms = draws.to(state.s1.device)
-        decoder = captured_decode(model, state, sampling, sample_count, steps, capture=state.s1.is_cuda)
-        if decoder is not None:
-            decoder(state, sampling.uniforms)
-            return
-    decode_cached(model, state, sampling, sample_count, steps)
+def _forward_recorded(
+    tokenizer: KronosTokenizer, model: Kronos, plan: _Plan, x, stamps, sampling: SamplingArgs
+):
+    """:func:`_forward` through the recording of this call's shapes; outputs are copies, safe to keep."""
+    if sampling.uniforms is None:  # a replay takes its draws as data
+        gen = sampling.generator
+        rows = x.shape[0] * plan.sample_count
+        draws = torch.rand(
+            rows, plan.pred_len, 2, dtype=torch.float64, generator=gen, device=gen.device if gen else "cpu"
+        )
+        sampling.uniforms = draws.to(x.device)
+    inputs = {"x": x, "stamps": stamps, "uniforms": sampling.uniforms, **plan.tensors()}
+    T, top_k, top_p = sampling.T, sampling.top_k, sampling.top_p
+
+    def run(**named):
+        drawn = SamplingArgs(T, top_k, top_p, uniforms=named["uniforms"])
+        return _forward(tokenizer, model, plan.with_tensors(named), named["x"], named["stamps"], drawn)
+
+    key = (plan.pred_len, plan.sample_count, plan.final.width, float(T), int(top_k), float(top_p))
+    outputs = recorded_call(run, inputs, key, owner=model, modules=(tokenizer, model), capture=x.is_cuda)
+    if outputs is None:  # this build could not record it: eager
+        return _forward(tokenizer, model, plan, x, stamps, sampling)
+    return tuple(None if out is None else out.clone() for out in outputs)
 
 
 def _decode_shared_history(

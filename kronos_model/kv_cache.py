@@ -59,27 +59,6 @@ class LayerCache:
         self.keys = self.keys.new_empty((b * repeats, h, rest, hd))
         self.values = self.values.new_empty((b * repeats, h, rest, hd))
 
-    def empty_like(self) -> LayerCache:
-        """A cache of the same layout (prefix, group, per-row space) with its own zeroed storage."""
-        twin = LayerCache(self.capacity)
-        if self.prefix is not None:
-            twin.prefix = (torch.zeros_like(self.prefix[0]), torch.zeros_like(self.prefix[1]))
-        if self.keys is not None:
-            twin.keys, twin.values = torch.zeros_like(self.keys), torch.zeros_like(self.values)
-        twin.group, twin.length = self.group, self.length
-        return twin
-
-    def copy_from(self, other: LayerCache) -> None:
-        """Copy ``other``'s prefix and length into this cache's storage (same layout, see ``empty_like``)."""
-        if self.prefix is not None:
-            self.prefix[0].copy_(other.prefix[0])
-            self.prefix[1].copy_(other.prefix[1])
-        own = other.length - other.prefix_length
-        if own:
-            self.keys[:, :, :own].copy_(other.keys[:, :, :own])
-            self.values[:, :, :own].copy_(other.values[:, :, :own])
-        self.length = other.length
-
     def repeat_interleave(self, repeats: int) -> None:
         """Duplicate every row ``repeats`` times (one prefill copied to several sample paths)."""
         if self.keys is not None and repeats > 1:
@@ -103,17 +82,6 @@ class KVCache:
     def repeat_interleave(self, repeats: int) -> None:
         for layer in [*self.layers, self.dep]:
             layer.repeat_interleave(repeats)
-
-    def empty_like(self) -> KVCache:
-        """Same layout, own zeroed storage: the static cache a captured decode loop reads and writes."""
-        twin = KVCache(0, 0)
-        twin.layers = [layer.empty_like() for layer in self.layers]
-        twin.dep = self.dep.empty_like()
-        return twin
-
-    def copy_from(self, other: KVCache) -> None:
-        for mine, theirs in zip([*self.layers, self.dep], [*other.layers, other.dep], strict=True):
-            mine.copy_from(theirs)
 
     def share(self, repeats: int) -> None:
         """Every layer keeps its prefill once per window for ``repeats`` sample rows (see ``LayerCache.share``)."""

@@ -1,4 +1,4 @@
-"""The static-buffer decode a CUDA graph records: same numbers as the eager loop, shapes checked on CPU.
+"""The recorded forecast call a CUDA graph replays: same numbers as the eager path, shapes checked on CPU.
 
 On CPU ``cuda_graph=True`` runs the recorded function eagerly on its static buffers (no capture), so a
 wrong buffer shape, a stale input, or a step reading the wrong column shows up here without a GPU.
@@ -79,16 +79,16 @@ def test_static_buffers_give_the_eager_numbers(small_pair, lengths, max_context)
 
 def test_a_recorded_signature_is_reused_with_fresh_inputs(small_pair):
     _, model = small_pair
-    model.__dict__.pop("_captured_decodes", None)
+    model.__dict__.pop("_recorded_calls", None)
     first, _ = _run(small_pair, [16, 11], 6, 2, 64, graph=True, seed=1)
     second, rec = _run(small_pair, [16, 11], 6, 2, 64, graph=True, seed=2)  # same shapes, other data
-    assert len(model.__dict__["_captured_decodes"]) == 1
+    assert len(model.__dict__["_recorded_calls"]) == 1
     expected, rec_e = _run(small_pair, [16, 11], 6, 2, 64, graph=False, seed=2)
     assert torch.equal(rec["gen_s1"], rec_e["gen_s1"]) and torch.equal(second, expected)
     assert not torch.equal(first, second)
     _run(small_pair, [16, 16], 6, 2, 64, graph=True, seed=2)  # unpadded: another signature
     _run(small_pair, [16, 11], 6, 2, 64, graph=True, seed=2, top_p=0.5)  # other sampling args: another
-    assert len(model.__dict__["_captured_decodes"]) == 3
+    assert len(model.__dict__["_recorded_calls"]) == 3
 
 
 def test_unseeded_draws_come_from_the_generator(small_pair):

@@ -90,7 +90,7 @@ def test_cuda_graph_replays_the_eager_numbers(dtype):
         b = eager.forecast_batch(frames, 12, sample_count=5, seed=3)
         for fa, fb in zip(a, b):
             np.testing.assert_array_equal(fa.samples, fb.samples)
-    assert len(graph.model.__dict__["_captured_decodes"]) == 1
+    assert len(graph.model.__dict__["_recorded_calls"]) == 1
 
 
 def test_compiled_blocks_with_cuda_graph_match_eager_greedy():
