@@ -33,13 +33,15 @@ _ARRAYS = ("signal", "prob_up", "expected")
 
 
 def table_key(fc: UniverseForecaster, eligible: np.ndarray) -> str | None:
-    """sha256 of what the table of ``fc`` holds; None when it cannot be cached (unseeded, no fingerprint)."""
+    """sha256 of what the table of ``fc`` holds; None when it is not cached (unseeded, no fingerprint, calibrated)."""
     fingerprint = getattr(fc.predictor, "fingerprint", None)
-    if fc.cache is None or fingerprint is None:
-        return None
+    if fc.cache is None or fingerprint is None or getattr(fc, "calibration", None) is not None:
+        return None  # calibrated signals carry per-asset state: they are rebuilt from the per-window cache
     digest = hashlib.sha256()
     head = {"v": TABLE_VERSION, "model": str(fingerprint), "spec": repr(fc.spec), "lookback": fc.lookback,
             "horizon": fc.horizon, "signal": fc.kind, "names": list(fc.universe.names)}  # fmt: skip
+    if getattr(fc, "calibration", None) is not None:  # calibrated summaries (raw-only keys stay as they were)
+        head["calibration"] = fc.calibration.to_dict()
     digest.update(json.dumps(head, sort_keys=True).encode())
     for name in fc.universe.names:
         digest.update(data_fingerprint(fc.universe.frames[name]).encode())
