@@ -12,6 +12,8 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
+from kronos_model.calibration import CalibrationSpec
+
 from .. import reporting
 from ..config import BacktestConfig, check_names, load_config
 from ..errors import ConfigError
@@ -163,9 +165,13 @@ def prepare_universe(
         torch.set_num_threads(cfg.engine.threads)
     spec = ForecastSpec(pred_len=ind.pred_len, sample_count=ind.sample_count, T=ind.T, top_k=ind.top_k,
                         top_p=ind.top_p, seed=ind.seed)  # fmt: skip
+    lo, hi = ind.quantiles
+    calibration = CalibrationSpec.coerce(
+        ind.calibration, target=round(hi - lo, 12), where="indicator.calibration"
+    )
     forecaster = UniverseForecaster(
         universe, predictor, spec, resolve_cache(ind.cache_dir), lookback=ind.lookback, horizon=ind.horizon,
-        signal=uni.signal, batch_size=ind.batch_size, chunk=uni.chunk,
+        signal=uni.signal, batch_size=ind.batch_size, chunk=uni.chunk, calibration=calibration,
     )  # fmt: skip
     return universe, forecaster
 

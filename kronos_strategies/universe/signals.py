@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from kronos_model.calibration import CalibrationSpec, OnlineCalibrator
+from kronos_model.errors import LookaheadError
 from kronos_model.forecast import Forecast
 from kronos_model.series import PreparedSeries
 
@@ -69,6 +71,7 @@ class UniverseForecaster:
         signal: str = "expected_return",
         batch_size: int = 64,
         chunk: int = 2048,
+        calibration: CalibrationSpec | None = None,
     ) -> None:
         self.universe = universe
         self.predictor = predictor
@@ -83,6 +86,9 @@ class UniverseForecaster:
         self.table = SignalTable.empty(universe.index, universe.names, spec.pred_len)
         self._first = int(universe.index.searchsorted(universe.start))
         self._series: dict[int, PreparedSeries] = {}
+        self.calibration = calibration  # one OnlineCalibrator per asset, fed that asset's own closes
+        self.calibrators: dict[str, OnlineCalibrator] = {}
+        self._observed: dict[int, int] = {}  # asset -> next own row its calibrator has not read
 
     # ------------------------------------------------------------------ both modes
 
@@ -143,7 +149,26 @@ class UniverseForecaster:
             self._series[j] = PreparedSeries.from_arrays(frame.to_numpy(np.float64), frame.index, name=name)
         return self._series[j]
 
+    def _calibrated(self, t: int, j: int, forecast: Forecast) -> Forecast:
+        """Asset ``j``'s forecast at union row ``t`` calibrated on its own earlier outcomes (closes up to its bar)."""
+        name = self.universe.names[j]
+        pos = int(self.universe.position.iat[t, j])
+        if name not in self.calibrators:
+            self.calibrators[name] = OnlineCalibrator.from_spec(self.calibration)  # type: ignore[arg-type]
+            self._observed[j] = pos
+        if pos < self._observed[j] - 1:
+            raise LookaheadError(
+                f"{name}: a forecast at its row {pos} came after row {self._observed[j] - 1}"
+            )
+        close = self.universe.frames[name]["close"].to_numpy()
+        for row in range(self._observed[j], pos + 1):
+            self.calibrators[name].observe(close[row])
+        self._observed[j] = max(self._observed[j], pos + 1)
+        return self.calibrators[name].apply(forecast)
+
     def _store(self, t: int, j: int, forecast: Forecast) -> None:
+        if self.calibration is not None:
+            forecast = self._calibrated(t, j, forecast)
         cum = forecast.cumulative_returns()  # [S, pred_len]
         h = self.horizon - 1
         prob_up = float((cum[:, h] > 0).mean())
