@@ -11,6 +11,7 @@ import collections
 import datetime as dt
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,12 +53,12 @@ def look_up_at_restart(client: Any, journal: Journal, row: Any) -> dict[str, Any
     return found
 
 
-def replay_from(client: Any, journal: Journal) -> int | None:
+def replay_from(client: Any, journal: Journal, clients: Mapping[str, Any] | None = None) -> int | None:
     """Before a restarted exchange session starts: settle unfinished intents, and return the open time of the
     earliest bar whose intent never reached the exchange (that bar and the ones after it are processed again,
-    so the intent is re-sent with the same decision), or None."""
+    so the intent is re-sent with the same decision), or None. ``clients``: a universe's, by symbol name."""
     for row in journal.intents(OPEN_STATES):
-        found = look_up_at_restart(client, journal, row)
+        found = look_up_at_restart((clients or {}).get(row["symbol"], client), journal, row)
         if found is None:
             journal.set_intent(row["cid"], "lost", LOST_REASON)
         elif journal.record_order(row["cid"], found):
@@ -178,22 +179,26 @@ class _Tracked:
     amount: float
     price: float | None
     order: bt.Order | None = None
+    market: str | None = None  # the symbol's name in a universe session
     order_id: str | None = None
     filled: float = 0.0
     cancel_requested: bool = False
 
 
 class CcxtBroker(_CidMixin, bt.BrokerBase):
-    """Orders for one symbol on a ccxt exchange (sandbox or live), each placed at most once.
+    """Orders on a ccxt exchange (sandbox or live) for one symbol, or a universe's, each placed at most once.
 
     Params:
       - client: a loaded :class:`~kronos_strategies.exchange.ExchangeClient`
       - journal: the session's :class:`Journal`
       - data: the traded feed
       - poll: seconds between order/fill polls
+      - clients, feeds: a universe session's clients and feeds by symbol name (one account, one quote
+        currency); fills, open orders and positions are then followed per symbol
     """
 
-    params = (("client", None), ("journal", None), ("data", None), ("poll", 1.0))
+    params = (("client", None), ("journal", None), ("data", None), ("poll", 1.0), ("clients", None),
+              ("feeds", None))  # fmt: skip
     refuse: str | None = None  # set by the session on a stale bar: new orders are rejected with this reason
 
     def init(self) -> None:
@@ -204,32 +209,36 @@ class CcxtBroker(_CidMixin, bt.BrokerBase):
         self.notifs: collections.deque[bt.Order] = collections.deque()
         self._tracked: dict[str, _Tracked] = {}
         self._unresolved: set[str] = set()
-        self._last_trade = 0
+        self._last_trade: dict[str | None, int] = {}
         self._next_poll = 0.0
 
     # --- start-up: balances, reconciliation ----------------------------------------------------------
     def start(self) -> None:
         """Reconcile unfinished intents by client order id, journal missed fills, then sync balances."""
         super().start()
-        client, journal = self.p.client, self.p.journal
-        self._base, self._quote = client.market["base"], client.market["quote"]
-        self._last_trade = journal.max_trade_id()
+        journal = self.p.journal
+        self._clients: dict[str | None, Any] = dict(self.p.clients) if self.p.feeds else {None: self.p.client}
+        self._feeds: dict[str | None, Any] = dict(self.p.feeds) if self.p.feeds else {None: self.p.data}
+        self._quote = self.p.client.market["quote"]
+        self._base = {name: client.market["base"] for name, client in self._clients.items()}
+        self._last_trade = {name: journal.max_trade_id(name) for name in self._clients}
         for row in journal.intents(OPEN_STATES):
-            found = look_up_at_restart(client, journal, row)
+            market = row["symbol"] if self.p.feeds else None
+            found = look_up_at_restart(self._clients[market], journal, row)
             if found is None:
                 journal.set_intent(row["cid"], "lost", LOST_REASON)
                 continue
             self._record_order(row["cid"], found)
-            tracked = _Tracked(
-                row["cid"], row["side"], row["type"], row["amount"], row["price"], order_id=str(found["id"])
-            )
+            tracked = _Tracked(row["cid"], row["side"], row["type"], row["amount"], row["price"],
+                               order_id=str(found["id"]), market=market)  # fmt: skip
             tracked.filled = sum(f["amount"] for f in journal.fills(row["cid"]))
             self._tracked[row["cid"]] = tracked
             journal.set_intent(row["cid"], "open")
         self._sync_balances()
         self.startingcash = self.cash
-        journal.event("sync", f"cash {self.cash:.8g} {self._quote}, position {self.positions[self.p.data].size:.8g} "
-                              f"{self._base}, {len(self._tracked)} open order(s) adopted")  # fmt: skip
+        held = ", ".join(f"{self.positions[f].size:.8g} {self._base[n]}" for n, f in self._feeds.items())
+        journal.event("sync", f"cash {self.cash:.8g} {self._quote}, position {held}, "
+                              f"{len(self._tracked)} open order(s) adopted")  # fmt: skip
 
     def _record_order(self, cid: str, order: dict[str, Any]) -> None:
         """Journal the exchange's view of an order; a second exchange order for one intent is an alarm."""
@@ -240,22 +249,25 @@ class CcxtBroker(_CidMixin, bt.BrokerBase):
 
     def _sync_balances(self) -> None:
         """Cash and position from the account; fills that landed meanwhile are journaled as already counted."""
-        client, journal = self.p.client, self.p.journal
+        journal = self.p.journal
         for _ in range(5):
             self._sync_fills(apply=False)
-            before = self._last_trade
-            balance = client.call("fetch_balance")
+            before = dict(self._last_trade)
+            balance = self.p.client.call("fetch_balance")
             self._sync_fills(apply=False)
             if self._last_trade == before:
                 break
         self.cash = float((balance.get(self._quote) or {}).get("total") or 0.0)
-        size = float((balance.get(self._base) or {}).get("total") or 0.0)
         state = journal.last_state()
-        if state is not None and abs(state[1] - size) < _EPS:
-            price = state[2]
-        else:
-            price = float(client.call("fetch_ticker", client.symbol).get("last") or 0.0) if size else 0.0
-        self.positions[self.p.data] = bt.Position(size, price)
+        held = journal.holdings() if self.p.feeds else {None: state[1:] if state is not None else None}
+        for name, client in self._clients.items():
+            size = float((balance.get(self._base[name]) or {}).get("total") or 0.0)
+            known = held.get(name)
+            if known is not None and abs(known[0] - size) < _EPS:
+                price = known[1]
+            else:
+                price = float(client.call("fetch_ticker", client.symbol).get("last") or 0.0) if size else 0.0
+            self.positions[self._feeds[name]] = bt.Position(size, price)
 
     # --- backtrader broker interface -----------------------------------------------------------------
     def getcash(self) -> float:
@@ -308,6 +320,8 @@ class CcxtBroker(_CidMixin, bt.BrokerBase):
         order.addinfo(**kwargs)
         order.addcomminfo(self.getcommissioninfo(order.data))
         cid, bar_ts = self._next_cid(journal, order)
+        market = self._market(order.data)[1]
+        client = self._clients[market]
         order.addinfo(cid=cid)
         order.submit(self)
         self.notify(order)
@@ -324,18 +338,26 @@ class CcxtBroker(_CidMixin, bt.BrokerBase):
                 raise OrderRejectedError("only Market and Limit orders are supported by CcxtBroker")
             price = order.created.price if otype == "limit" else None
             ref = order.data.close[0]
-            amount, price = self.p.client.round_order(otype, abs(order.created.size), price, ref)
+            amount, price = client.round_order(otype, abs(order.created.size), price, ref)
         except OrderRejectedError as exc:
             if known is None:
                 journal.record_intent(
-                    cid, bar_ts, side, otype, abs(order.created.size), None, "rejected", str(exc)
+                    cid,
+                    bar_ts,
+                    side,
+                    otype,
+                    abs(order.created.size),
+                    None,
+                    "rejected",
+                    str(exc),
+                    symbol=market,
                 )
             return self._reject(order, str(exc))
         if known is None:
-            journal.record_intent(cid, bar_ts, side, otype, amount, price)
+            journal.record_intent(cid, bar_ts, side, otype, amount, price, symbol=market)
         else:
             journal.set_intent(cid, "pending", "re-sent: it never reached the exchange before the restart")
-        tracked = _Tracked(cid, side, otype, amount, price, order=order)
+        tracked = _Tracked(cid, side, otype, amount, price, order=order, market=market)
         self._tracked[cid] = tracked
         self._send(tracked, maybe_sent=False)
         return order
@@ -373,7 +395,7 @@ class CcxtBroker(_CidMixin, bt.BrokerBase):
         """Place (or find) the order; an unknown outcome is left for the next poll to resolve."""
         journal: Journal = self.p.journal
         try:
-            placed = self.p.client.place_order(tracked.cid, tracked.side, tracked.otype, tracked.amount,
+            placed = self._clients[tracked.market].place_order(tracked.cid, tracked.side, tracked.otype, tracked.amount,
                                                tracked.price, maybe_sent=maybe_sent,
                                                on_send=lambda when: journal.mark_sent(tracked.cid, when))  # fmt: skip
         except TemporaryExchangeError as exc:
@@ -410,7 +432,7 @@ class CcxtBroker(_CidMixin, bt.BrokerBase):
         if tracked.cid in self._unresolved:
             return
         try:
-            answer = self.p.client.cancel_order(tracked.cid)
+            answer = self._clients[tracked.market].cancel_order(tracked.cid)
         except TemporaryExchangeError as exc:
             log.warning("cancel %s failed for now (%s); retrying at the next poll", tracked.cid, exc)
             return
@@ -460,17 +482,19 @@ class CcxtBroker(_CidMixin, bt.BrokerBase):
     # --- fills and order states ----------------------------------------------------------------------
     def _refresh(self) -> None:
         """Apply new fills, then close out tracked orders that are no longer open on the exchange."""
-        client = self.p.client
         if not self._tracked:
             return
         self._sync_fills(apply=True)  # even when no exchange id is known yet: a late execution shows up here
         if not any(t.order_id for t in self._tracked.values()):
             return
-        open_ids = {o.get("clientOrderId") for o in client.call("fetch_open_orders", client.symbol)}
+        open_ids: set[Any] = set()
+        for market in {t.market for t in self._tracked.values() if t.order_id}:
+            client = self._clients[market]
+            open_ids |= {o.get("clientOrderId") for o in client.call("fetch_open_orders", client.symbol)}
         for tracked in list(self._tracked.values()):
             if tracked.order_id is None or tracked.cid in open_ids:
                 continue
-            found = client.find_order(tracked.cid)
+            found = self._clients[tracked.market].find_order(tracked.cid)
             if found is None:
                 continue
             self._record_order(tracked.cid, found)
@@ -480,11 +504,16 @@ class CcxtBroker(_CidMixin, bt.BrokerBase):
 
     def _sync_fills(self, *, apply: bool) -> None:
         """Journal every new fill of our orders once (by trade id); ``apply`` books it into cash/position."""
-        client, journal = self.p.client, self.p.journal
-        for trade in client.trades_since(self._last_trade + 1):
-            self._last_trade = max(self._last_trade, int(trade["id"]))
+        for market, client in self._clients.items():
+            self._sync_market_fills(market, client, apply=apply)
+
+    def _sync_market_fills(self, market: str | None, client: Any, *, apply: bool) -> None:
+        """New fills of one symbol (exchanges number trades and orders per symbol)."""
+        journal = self.p.journal
+        for trade in client.trades_since(self._last_trade[market] + 1):
+            self._last_trade[market] = max(self._last_trade[market], int(trade["id"]))
             order_id = str(trade["order"])
-            cid = journal.cid_for_order(order_id)
+            cid = journal.cid_for_order(order_id, market)
             if cid is None:
                 info = client.call("fetch_order", order_id, client.symbol)
                 cid = info.get("clientOrderId")
@@ -495,18 +524,20 @@ class CcxtBroker(_CidMixin, bt.BrokerBase):
                     continue
                 self._record_order(cid, info)
             fee = trade.get("fee") or {}
-            new = journal.record_fill(str(trade["id"]), cid, order_id, int(trade["timestamp"] or 0), trade["side"],
+            trade_id = str(trade["id"]) if market is None else f"{market}:{trade['id']}"
+            new = journal.record_fill(trade_id, cid, order_id, int(trade["timestamp"] or 0), trade["side"],
                                       float(trade["amount"]), float(trade["price"]), float(fee.get("cost") or 0.0),
                                       fee.get("currency"))  # fmt: skip
             tracked = self._tracked.get(cid)
             if new and tracked is not None:
                 tracked.filled += float(trade["amount"])
             if new and apply:
-                self._apply_fill(tracked, trade, fee)
+                self._apply_fill(tracked, trade, fee, market)
 
-    def _apply_fill(self, tracked: _Tracked | None, trade: dict[str, Any], fee: dict[str, Any]) -> None:
+    def _apply_fill(self, tracked: _Tracked | None, trade: dict[str, Any], fee: dict[str, Any],
+                    market: str | None = None) -> None:  # fmt: skip
         """Book one fill into cash and position, and into the backtrader order the strategy holds."""
-        data = self.p.data
+        data, base = self._feeds[market], self._base[market]
         amount, price = float(trade["amount"]), float(trade["price"])
         signed = amount if trade["side"] == "buy" else -amount
         fee_cost, fee_ccy = float(fee.get("cost") or 0.0), fee.get("currency")
@@ -515,9 +546,9 @@ class CcxtBroker(_CidMixin, bt.BrokerBase):
         if fee_ccy == self._quote:
             self.cash -= fee_cost
             fee_quote = fee_cost
-        elif fee_ccy == self._base:  # the exchange kept part of the coins
+        elif fee_ccy == base:  # the exchange kept part of the coins
             fee_quote = fee_cost * price
-        size = signed - (fee_cost if fee_ccy == self._base else 0.0)
+        size = signed - (fee_cost if fee_ccy == base else 0.0)
         pos = self.positions[data]
         pprice_orig = pos.price
         psize, pprice, opened, closed = pos.update(size, price)

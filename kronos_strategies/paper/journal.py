@@ -208,9 +208,16 @@ class Journal:
         rows = self.db.execute("SELECT cid FROM orders GROUP BY cid HAVING COUNT(*) > 1 ORDER BY cid")
         return [r[0] for r in rows]
 
-    def cid_for_order(self, order_id: str) -> str | None:
-        """Client order id of an exchange order id we placed."""
-        row = self.db.execute("SELECT cid FROM orders WHERE order_id=?", (str(order_id),)).fetchone()
+    def cid_for_order(self, order_id: str, symbol: str | None = None) -> str | None:
+        """Client order id of an exchange order id we placed (of ``symbol`` in a universe session: exchanges
+        number orders per symbol)."""
+        if symbol is None:
+            row = self.db.execute("SELECT cid FROM orders WHERE order_id=?", (str(order_id),)).fetchone()
+        else:
+            row = self.db.execute(
+                "SELECT o.cid FROM orders o JOIN intents i USING (cid) WHERE o.order_id=? AND i.symbol=?",
+                (str(order_id), symbol),
+            ).fetchone()
         return None if row is None else row[0]
 
     def orders(self) -> list[sqlite3.Row]:
@@ -234,11 +241,18 @@ class Journal:
             return self.db.execute("SELECT * FROM fills ORDER BY ts, trade_id").fetchall()
         return self.db.execute("SELECT * FROM fills WHERE cid=? ORDER BY ts, trade_id", (cid,)).fetchall()
 
-    def max_trade_id(self) -> int:
-        """Largest numeric exchange trade id journaled (0 when none): where to resume fetching fills."""
-        row = self.db.execute(
-            "SELECT MAX(CAST(trade_id AS INTEGER)) FROM fills WHERE trade_id GLOB '[0-9]*'"
-        ).fetchone()
+    def max_trade_id(self, symbol: str | None = None) -> int:
+        """Largest numeric exchange trade id journaled (0 when none): where to resume fetching fills; a universe
+        session's fills are stored as ``symbol:id`` (exchanges number trades per symbol)."""
+        if symbol is None:
+            row = self.db.execute(
+                "SELECT MAX(CAST(trade_id AS INTEGER)) FROM fills WHERE trade_id GLOB '[0-9]*'"
+            ).fetchone()
+        else:
+            row = self.db.execute(
+                "SELECT MAX(CAST(substr(trade_id, ?) AS INTEGER)) FROM fills WHERE substr(trade_id, 1, ?) = ?",
+                (len(symbol) + 2, len(symbol) + 1, f"{symbol}:"),
+            ).fetchone()
         return int(row[0] or 0)
 
     # --- bars, positions, equity ---------------------------------------------------------------------

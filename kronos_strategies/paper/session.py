@@ -197,7 +197,7 @@ class PaperSession:
     """One strategy: feed + broker + journal, in paper, sandbox or live mode.
 
     ``markets`` (asset name -> ccxt symbol) makes it a universe session: a ``UniverseStrategy`` whose
-    ``forecaster`` param is a :class:`LiveUniverseForecaster` ranks every symbol (paper mode).
+    ``forecaster`` param is a :class:`LiveUniverseForecaster` ranks every symbol of one account.
     """
 
     def __init__(self, config: PaperConfig, strategy: type[bt.Strategy], params: Mapping[str, Any] | None = None,
@@ -267,7 +267,7 @@ class PaperSession:
             first_intent = journal.first_intent_bar()
             if last is None and first_intent is not None:  # killed inside its first bar: process it again
                 last = first_intent - step
-            lost_bar = replay_from(client, journal) if c.mode != "paper" else None
+            lost_bar = replay_from(client, journal, clients) if c.mode != "paper" else None
             if last is not None and lost_bar is not None and lost_bar <= last:
                 journal.event("replay", f"bars from {ms_to_datetime(lost_bar)} are processed again: an intent "
                                         "issued there never reached the exchange")  # fmt: skip
@@ -287,7 +287,8 @@ class PaperSession:
                 configure_broker(cerebro, cash=c.cash, commission=c.commission, slippage=c.slippage)
                 cerebro.broker.set_coc(bool(self.markets))  # as the universe backtest: coc=True orders only
             else:  # fractional sizes; the fees are the exchange's own
-                cerebro.setbroker(CcxtBroker(client=client, journal=journal, data=feed, poll=c.poll))
+                cerebro.setbroker(CcxtBroker(client=client, journal=journal, data=feed, poll=c.poll,
+                                             clients=clients or None, feeds=feeds if self.markets else None))  # fmt: skip
                 cerebro.broker.addcommissioninfo(FractionalCommission(commission=0.0))
             if self.sizer is not None:
                 cerebro.addsizer(self.sizer[0], **self.sizer[1])
@@ -333,13 +334,11 @@ class PaperSession:
 
 def check_universe_session(config: PaperConfig, params: Mapping[str, Any], refitter: Any) -> None:
     """What a universe session supports today, each refusal naming the fix."""
-    if config.mode != "paper":
-        short = (
-            " (and long_short sells short, which a spot account cannot)" if params.get("allow_short") else ""
-        )
+    if config.mode != "paper" and params.get("allow_short"):
         raise ConfigError(
-            f"paper.mode: {config.mode} with a universe: block is not supported yet: orders for several symbols "
-            f"go through the paper broker only{short}; use mode: paper"
+            f"universe.shorting sells short, which a ccxt spot account ({config.mode} mode) cannot: run long_short "
+            "in mode: paper (backtrader's broker credits short sales as in the backtest) or use a long-only "
+            "strategy such as topk"
         )
     if not isinstance(params.get("forecaster"), LiveUniverseForecaster):
         raise ConfigError(

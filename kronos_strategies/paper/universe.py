@@ -22,7 +22,8 @@ from kronos_strategies.config import BacktestConfig
 from kronos_strategies.errors import ConfigError
 from kronos_strategies.exchange.timeframes import bar_ms
 from kronos_strategies.forecasting import Forecaster, ForecastSpec
-from kronos_strategies.indicator import ForecastStats, resolve_cache
+from kronos_strategies.indicator import resolve_cache
+from kronos_strategies.universe.calendar import AlignedUniverse
 from kronos_strategies.universe.config import UniverseConfig, asset_label
 from kronos_strategies.universe.signals import SignalTable, UniverseForecaster
 from kronos_strategies.universe.strategy import UniverseStrategy
@@ -59,14 +60,6 @@ class _Rows:
         return self
 
 
-class _LiveCalendar:
-    """What ``UniverseStrategy`` reads from an aligned universe, for bars that arrive one at a time."""
-
-    def __init__(self, names: Sequence[str]) -> None:
-        self.start = pd.Timestamp(0)
-        self.eligible = _Rows((len(names),), False, bool)
-
-
 class LiveUniverseForecaster(UniverseForecaster):
     """Event-mode forecasts of a live universe: at each bar, one batched call over the symbols that have one.
 
@@ -78,14 +71,14 @@ class LiveUniverseForecaster(UniverseForecaster):
     def __init__(self, names: Sequence[str], predictor: Forecaster, spec: ForecastSpec, cache: Any, *,
                  lookback: int, horizon: int, signal: str = "expected_return", batch_size: int = 64,
                  min_history: int | None = None) -> None:  # fmt: skip
-        # no super().__init__: there is no precomputed calendar; the fields the strategy and _run use are set here
-        self.predictor, self.spec = predictor, spec
-        self.cache = resolve_cache(cache) if spec.seed is not None else None
-        self.lookback, self.horizon, self.kind, self.batch_size = lookback, horizon, signal, batch_size
+        empty = AlignedUniverse(frames={n: pd.DataFrame() for n in names}, index=pd.DatetimeIndex([]),
+                                close=pd.DataFrame(), eligible=pd.DataFrame(), position=pd.DataFrame(),
+                                start=pd.Timestamp(0), last_bar={})  # fmt: skip  # no calendar: bars come live
+        super().__init__(empty, predictor, spec, resolve_cache(cache), lookback=lookback, horizon=horizon,
+                         signal=signal, batch_size=batch_size)  # fmt: skip
         self.need = max(lookback, min_history or lookback)
-        self.stats = ForecastStats()
         n = len(names)
-        self.universe = _LiveCalendar(names)
+        empty.eligible = _Rows((n,), False, bool)  # type: ignore[assignment]
         self.table = SignalTable(pd.DatetimeIndex([]), list(names), _Rows((n,), np.nan, float),  # type: ignore[arg-type]
                                  _Rows((n,), np.nan, float), _Rows((n, spec.pred_len), np.nan, float),  # type: ignore[arg-type]
                                  _Rows((), False, bool))  # type: ignore[arg-type]  # fmt: skip

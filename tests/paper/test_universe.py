@@ -69,22 +69,24 @@ def _config(tmp_path: Path, url: str, **params: object) -> dict:
 
 
 @pytest.fixture
-def universe_emulator(tmp_path):
+def universe_emulator(request, tmp_path):
+    """Three symbols of one account, SOL with a hole; ``@pytest.mark.parametrize("universe_emulator", [s],
+    indirect=True)`` sets the wall seconds per candle (default 0.1)."""
     csvs = {}
     for i, symbol in enumerate(SYMBOLS.values()):
         path = write_candles(tmp_path / f"{i}.csv", n=260, seed=10 + i)
         if symbol == "SOL/USDT":
             pd.read_csv(path).drop(index=list(HOLE)).to_csv(path, index=False)
         csvs[symbol] = path
-    emu = start_universe_emulator(csvs, start_index=100, bar_seconds=0.1)
+    emu = start_universe_emulator(csvs, start_index=100, bar_seconds=getattr(request, "param", 0.1))
     yield emu
     emu.stop()
 
 
-def _session(cfg, predictor, journal: Path, **overrides) -> PaperSession:
+def _session(cfg, predictor, journal: Path, mode: str = "paper", **overrides) -> PaperSession:
     markets = universe_markets(cfg, "binance", "1m")
     strategy, params = universe_strategy(cfg, markets, predictor)
-    config = fast_config(cfg.sections["paper"].url, journal, mode="paper", warmup=WARMUP, cash=10_000.0,
+    config = fast_config(cfg.sections["paper"].url, journal, mode=mode, warmup=WARMUP, cash=10_000.0,
                          symbol="BTC/USDT", **overrides)  # fmt: skip
     return PaperSession(config, strategy, params, env=ENV, markets=markets)
 
@@ -127,11 +129,12 @@ def _intent_orders(journal: Path, before: int) -> list[tuple]:
     return [(pd.Timestamp(ts, unit="ms"), sym, side == "buy", amount) for ts, sym, side, amount in rows]
 
 
-def _same(got: list[tuple], want: list[tuple]) -> None:
+def _same(got: list[tuple], want: list[tuple], *, rel: float = 1e-9, step: float = 0.0) -> None:
+    """Same orders: sides, assets and bar times exactly; sizes within ``rel`` (plus the lot ``step``)."""
     assert len(want) >= 4 and {a for _, a, _, _ in want} >= {"BTC", "ETH"}, want
     assert [o[:3] for o in got] == [o[:3] for o in want]
     for g, w in zip(got, want, strict=True):
-        assert g[3] == pytest.approx(w[3], rel=1e-9)
+        assert g[3] == pytest.approx(w[3], rel=rel, abs=step)
 
 
 def test_topk_universe_session_sends_the_backtest_orders(universe_emulator, tmp_path):
@@ -178,16 +181,49 @@ def download_history_stamps(url: str, symbol: str, stamps: list[int]) -> list[in
     return [int(t.value // 1_000_000) for t in frame.index]
 
 
-def test_a_ranking_strategy_without_a_universe_or_on_an_exchange_is_refused(universe_emulator, tmp_path):
+@pytest.mark.slow
+@pytest.mark.parametrize("universe_emulator", [0.4], indirect=True)  # exchange round trips: slower candles
+def test_topk_universe_through_the_exchange_broker_sends_the_backtest_orders(universe_emulator, tmp_path):
+    """CcxtBroker, several symbols of one account: each intent placed once under its symbol, the backtest's
+    sides and bar times exactly, sizes within the emulator's lot step (amounts are rounded to it)."""
+    emu = universe_emulator
+    cfg = load_config(_config(tmp_path, emu.url))
+    journal = tmp_path / "s.sqlite"
+    live = _session(cfg, MomentumForecaster(), journal, mode="sandbox", max_bars=24).run().strategy
+    stamps = _stamps(journal)
+    want = _backtest_orders(emu.url, tmp_path, stamps)
+    _same(_intent_orders(journal, stamps[-1]), want, rel=2e-3, step=2e-5)
+    placed = {m.rules.symbol_id: [o.client_id for o in m.orders] for m in emu.markets.values()}
+    j = Journal(journal)
+    try:
+        intents = {r["cid"]: r for r in j.intents()}
+        assert not j.duplicates()
+        for symbol_id, cids in placed.items():  # one exchange order per intent, on the intent's own market
+            assert len(cids) == len(set(cids))
+            assert {SYMBOLS[intents[c]["symbol"]].replace("/", "") for c in cids} <= {symbol_id}
+        assert sum(len(c) for c in placed.values()) == len(
+            [r for r in intents.values() if r["status"] == "closed"]
+        )
+        for d in live.datas:  # positions are the account's balances of each base currency
+            base = SYMBOLS[d._name].split("/")[0]
+            assert live.broker.getposition(d).size == pytest.approx(emu.engine.free.get(base, 0.0), abs=1e-9)
+    finally:
+        j.close()
+
+
+def test_a_ranking_strategy_without_a_universe_or_short_on_spot_is_refused(universe_emulator, tmp_path):
     emu = universe_emulator
     cfg = load_config(_config(tmp_path, emu.url))
     with pytest.raises(ConfigError, match="add a universe: block"):
         universe_strategy(cfg, None, MomentumForecaster())
     markets = universe_markets(cfg, "binance", "1m")
-    strategy, params = universe_strategy(cfg, markets, MomentumForecaster())
+    short = load_config(_config(tmp_path, emu.url) | {"strategy": {"name": "long_short", "params": {}}})
+    short.sections["universe"].shorting = True
+    strategy, params = universe_strategy(short, markets, MomentumForecaster())
     config = fast_config(emu.url, tmp_path / "s.sqlite", mode="sandbox", symbol="BTC/USDT")
-    with pytest.raises(ConfigError, match="use mode: paper"):
+    with pytest.raises(ConfigError, match="which a ccxt spot account .sandbox mode. cannot"):
         PaperSession(config, strategy, params, env=ENV, markets=markets)
+    assert not (tmp_path / "s.sqlite").exists()
     with pytest.raises(ConfigError, match="is binance 1h but paper: trades binance 1m"):
         universe_markets(load_config(_config(tmp_path, emu.url) | {"universe": {"assets": [
             {"source": "ccxt", "symbol": "BTC/USDT", "timeframe": "1h", "since": "2024-01-01"},
