@@ -65,11 +65,26 @@ def _progress_to_stderr(logger_name: str) -> None:
     log.setLevel(logging.INFO)
 
 
+def _calibration_spec(args: argparse.Namespace) -> Any:
+    """The --calibration-* flags as a checked CalibrationSpec (an error names the flag)."""
+    from kronos_model.calibration import CalibrationSpec
+    from kronos_model.errors import ConfigError
+
+    spec = CalibrationSpec(
+        gamma=args.calibration_gamma, window=args.calibration_window, warmup=args.calibration_warmup
+    )
+    try:
+        return spec.check("calibration")
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("'calibration.", "'--calibration-")) from None
+
+
 def handler(args: argparse.Namespace) -> int:
     """Run the evaluation, write report.md/report.json/fan.png/metrics.png and print the report."""
     from kronos_model.evaluation import evaluate
 
     baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
+    calibration = args.calibration and _calibration_spec(args)
     frame, name = _load_series(args)
     predictor = _load_predictor(args)
     if predictor is None and not baselines:
@@ -92,6 +107,7 @@ def handler(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         name=name,
         verbose=not args.no_progress,
+        calibration=calibration,
         anchor=args.anchor,
     )
     files = result.save(args.out)
@@ -131,6 +147,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="windows per forward pass")
     p.add_argument("--out", default="evaluation", help="output directory for the report and plots")
     add_no_progress(p, help="no progress bar")
+    p.add_argument(
+        "--calibration",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also score kronos_calibrated: bands calibrated online (adaptive conformal inference) to the 80%% level",
+    )
+    p.add_argument("--calibration-gamma", type=float, default=0.005, help="ACI step size")
+    p.add_argument("--calibration-window", type=int, default=500, help="past scores kept per horizon")
+    p.add_argument(
+        "--calibration-warmup", type=int, default=20, help="scores a horizon needs before rescaling"
+    )
     p.add_argument(
         "--anchor",
         action="store_true",

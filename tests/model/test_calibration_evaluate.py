@@ -85,3 +85,27 @@ def test_calibration_off_and_bad_settings() -> None:
     with pytest.raises(ConfigError, match="'calibration.gamma' must be in"):
         evaluate(_bars(80), NarrowForecaster(), lookback=20, horizon=2, sample_count=8, baselines=(),
                  calibration={"gamma": 2.0})  # fmt: skip
+
+
+def test_cli_evaluate_scores_calibrated_rows_and_names_bad_flags(tmp_path, capsys) -> None:
+    from pathlib import Path
+
+    from kronos_strategies.cli import main
+
+    tiny = Path(__file__).resolve().parents[1] / "fixtures" / "tiny"
+    csv = tmp_path / "bars.csv"
+    _bars(90).to_csv(csv)
+    args = ["evaluate", "--csv", str(csv), "--model", str(tiny), "--lookback", "32", "--pred-len", "2",
+            "--sample-count", "4", "--stride", "2", "--baselines", "bootstrap", "--no-progress",
+            "--calibration-warmup", "5"]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "on")]) == 0
+    out = capsys.readouterr().out
+    assert "## Calibration: raw vs calibrated" in out and "| calibrated |" in out
+    report = json.loads((tmp_path / "on" / "report.json").read_text())
+    assert report["calibration"]["spec"]["warmup"] == 5 and "kronos_calibrated" in report["scores"]
+    assert main([*args, "--no-calibration", "--out", str(tmp_path / "off")]) == 0
+    assert json.loads((tmp_path / "off" / "report.json").read_text())["calibration"] is None
+    capsys.readouterr()
+    assert main([*args, "--calibration-window", "5", "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "'--calibration-window' must be >= 10 past scores, got 5" in err
