@@ -1,4 +1,5 @@
-"""Broker parity: every shipped strategy sends the same orders through BackBroker, PaperBroker and CcxtBroker.
+"""Broker parity: every shipped strategy sends the same orders through BackBroker, PaperBroker and CcxtBroker
+(ranking strategies over a universe of three symbols, compared with the universe backtest).
 
 Same candles, same signal (a deterministic price-based stand-in for the model, so only the brokers differ):
 the order sides and sizes bar by bar and the final position must match backtrader's own broker.
@@ -13,6 +14,8 @@ from pathlib import Path
 import backtrader as bt
 import pytest
 
+from kronos_strategies.config import load_config
+from kronos_strategies.errors import ConfigError
 from kronos_strategies.exchange import download_history
 from kronos_strategies.paper.session import PaperSession
 from kronos_strategies.strategy import (
@@ -23,7 +26,25 @@ from kronos_strategies.strategy import (
     load_object,
 )
 
-from .helpers import ENV, TF_MS, PriceSignal, exchange_client, fast_config, recording
+from .helpers import (
+    ENV,
+    TF_MS,
+    MomentumForecaster,
+    PriceSignal,
+    exchange_client,
+    fast_config,
+    recording,
+    start_universe_emulator,
+)
+from .universe_helpers import (
+    backtest_orders,
+    intent_orders,
+    journal_stamps,
+    same_orders,
+    universe_config,
+    universe_csvs,
+    universe_session,
+)
 
 WARMUP = 20
 # Per strategy: params that make it trade often on 1-minute random-walk candles (exposure well below 1);
@@ -39,10 +60,6 @@ def _cases() -> list:
     out = []
     for name in sorted(STRATEGIES):
         marks = [] if name in FAST else [pytest.mark.slow]
-        if not issubclass(load_object(name), KronosStrategy):  # a universe strategy trades several feeds
-            marks.append(
-                pytest.mark.skip(reason="paper trading of a universe (several symbols) is not implemented")
-            )
         out.append(pytest.param(name, marks=marks, id=name))
     return out
 
@@ -72,8 +89,40 @@ def _same_orders(live: list, backtest: list) -> None:
         assert got == pytest.approx(want, rel=1e-4, abs=2e-5)
 
 
+def _universe_parity(name: str, tmp_path: Path) -> None:
+    """A ranking strategy over three symbols of one emulator account (one with a hole): the universe backtest's
+    orders through PaperBroker, and through CcxtBroker where spot can trade them (long_short sells short:
+    refused on spot with the reason)."""
+    for mode in ("paper", "sandbox"):
+        folder = tmp_path / mode
+        folder.mkdir()
+        emu = start_universe_emulator(universe_csvs(folder), start_index=100, bar_seconds=0.4)
+        try:
+            cfg = load_config(universe_config(folder, emu.url, name))
+            journal = folder / "j.sqlite"
+            if mode == "sandbox" and name == "long_short":
+                with pytest.raises(ConfigError, match="cannot: run long_short in mode: paper"):
+                    universe_session(cfg, MomentumForecaster(), journal, mode=mode)
+                continue
+            universe_session(cfg, MomentumForecaster(), journal, mode=mode, max_bars=24).run()
+            stamps = journal_stamps(journal)
+            want = backtest_orders(emu.url, folder, stamps, name)
+            exact = mode == "paper"  # the exchange rounds amounts to its 0.00001 lot step
+            same_orders(
+                intent_orders(journal, stamps[-1]),
+                want,
+                rel=1e-9 if exact else 1e-4,
+                step=0 if exact else 2e-5,
+            )
+        finally:
+            emu.stop()
+
+
 @pytest.mark.parametrize("name", _cases())
 def test_shipped_strategy_sends_the_backtest_orders_through_every_broker(name, emulator, tmp_path):
+    if not issubclass(load_object(name), KronosStrategy):  # a ranking strategy trades a universe of symbols
+        _universe_parity(name, tmp_path)
+        return
     strategy = recording(load_object(name))
     params = {"indicator": PriceSignal, **PARAMS.get(name, {})}
     for mode in ("paper", "sandbox"):

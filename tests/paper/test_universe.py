@@ -3,10 +3,6 @@ shipped ``topk`` strategy, compared with the universe backtest (backtrader's own
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
-
-import backtrader as bt
 import pandas as pd
 import pytest
 
@@ -16,7 +12,6 @@ from kronos_strategies.exchange import download_history
 from kronos_strategies.paper.journal import Journal
 from kronos_strategies.paper.session import PaperSession
 from kronos_strategies.paper.universe import universe_markets, universe_strategy
-from kronos_strategies.universe.runner import run_universe_backtest
 
 from .helpers import (
     ENV,
@@ -26,130 +21,45 @@ from .helpers import (
     exchange_client,
     fast_config,
     start_universe_emulator,
-    write_candles,
 )
-
-LOOKBACK = 8
-WARMUP = LOOKBACK + 2
-HOLE = range(112, 115)  # SOL/USDT candles the exchange never published
-
-
-def _config(tmp_path: Path, url: str, **params: object) -> dict:
-    """A universe YAML (as a mapping) for the emulator's three symbols."""
-    return {
-        "name": "paper_universe",
-        "universe": {
-            "assets": [
-                {
-                    "source": "ccxt",
-                    "symbol": s,
-                    "timeframe": "1m",
-                    "url": url,
-                    "name": n,
-                    "since": "2024-01-01",
-                    "cache_dir": None,
-                }
-                for n, s in SYMBOLS.items()
-            ]
-        },  # fmt: skip
-        "indicator": {
-            "lookback": LOOKBACK,
-            "pred_len": 4,
-            "horizon": 2,
-            "sample_count": 2,
-            "seed": 0,
-            "cache_dir": None,
-        },
-        "strategy": {"name": "topk", "params": {"k": 1, "rebalance": 2, "cash_buffer": 0.05, **params}},
-        "broker": {"cash": 10_000.0, "commission": 0.001, "slippage": 0.0},
-        "paper": {"symbol": "BTC/USDT", "timeframe": "1m", "url": url, "journal": str(tmp_path / "j.sqlite")},
-        "output": {"dir": str(tmp_path / "run"), "tearsheet": False, "chart": False},
-        "engine": {"mode": "event", "progress": False},
-    }
+from .universe_helpers import (
+    backtest_orders,
+    filled_orders,
+    intent_orders,
+    journal_stamps,
+    same_orders,
+    universe_config,
+    universe_csvs,
+    universe_session,
+)
 
 
 @pytest.fixture
 def universe_emulator(request, tmp_path):
     """Three symbols of one account, SOL with a hole; ``@pytest.mark.parametrize("universe_emulator", [s],
     indirect=True)`` sets the wall seconds per candle (default 0.1)."""
-    csvs = {}
-    for i, symbol in enumerate(SYMBOLS.values()):
-        path = write_candles(tmp_path / f"{i}.csv", n=260, seed=10 + i)
-        if symbol == "SOL/USDT":
-            pd.read_csv(path).drop(index=list(HOLE)).to_csv(path, index=False)
-        csvs[symbol] = path
-    emu = start_universe_emulator(csvs, start_index=100, bar_seconds=getattr(request, "param", 0.1))
+    emu = start_universe_emulator(
+        universe_csvs(tmp_path), start_index=100, bar_seconds=getattr(request, "param", 0.1)
+    )
     yield emu
     emu.stop()
 
 
-def _session(cfg, predictor, journal: Path, mode: str = "paper", **overrides) -> PaperSession:
-    markets = universe_markets(cfg, "binance", "1m")
-    strategy, params = universe_strategy(cfg, markets, predictor)
-    config = fast_config(cfg.sections["paper"].url, journal, mode=mode, warmup=WARMUP, cash=10_000.0,
-                         symbol="BTC/USDT", **overrides)  # fmt: skip
-    return PaperSession(config, strategy, params, env=ENV, markets=markets)
-
-
-def _stamps(journal: Path) -> list[int]:
-    with sqlite3.connect(f"file:{journal}?mode=ro", uri=True) as db:
-        return [r[0] for r in db.execute("SELECT bar_ts FROM bars ORDER BY bar_ts")]
-
-
-def _orders(fills: list[dict]) -> list[tuple]:
-    """(bar the order was created on, asset, buy?, size) per filled order."""
-
-    def when(x: object) -> pd.Timestamp:
-        return pd.Timestamp(bt.num2date(x) if isinstance(x, float) else x).round("s")
-
-    return [(when(f["created"]), f["asset"], f["size"] > 0, abs(f["size"])) for f in fills]
-
-
-def _backtest_orders(url: str, tmp_path: Path, stamps: list[int]) -> list[tuple]:
-    """The universe backtest (backtrader's broker) on the same candles, downloaded through ccxt, trading from
-    the session's first bar to its last: (bar created, asset, buy?, size) per filled order."""
-    frames = {}
-    for name, symbol in SYMBOLS.items():
-        client = exchange_client(url)
-        client.symbol = symbol
-        frames[name] = download_history(client, "1m", stamps[0] - 3 * WARMUP * TF_MS, stamps[-1] + TF_MS)
-    first, last = (pd.Timestamp(s, unit="ms") for s in (stamps[0], stamps[-1]))
-    cfg = load_config(_config(tmp_path, url) | {"dates": {"start": str(first), "end": str(last)}})
-    result = run_universe_backtest(cfg, predictor=MomentumForecaster(), frames=frames, write_reports=False)
-    return _orders(result.fills.to_dict("records"))
-
-
-def _intent_orders(journal: Path, before: int) -> list[tuple]:
-    """The journal's intents on bars before ``before`` as (bar, asset, buy?, size)."""
-    with sqlite3.connect(f"file:{journal}?mode=ro", uri=True) as db:
-        rows = db.execute(
-            "SELECT bar_ts, symbol, side, amount FROM intents WHERE bar_ts < ? ORDER BY created, cid",
-            (before,),
-        ).fetchall()
-    return [(pd.Timestamp(ts, unit="ms"), sym, side == "buy", amount) for ts, sym, side, amount in rows]
-
-
-def _same(got: list[tuple], want: list[tuple], *, rel: float = 1e-9, step: float = 0.0) -> None:
-    """Same orders: sides, assets and bar times exactly; sizes within ``rel`` (plus the lot ``step``)."""
-    assert len(want) >= 4 and {a for _, a, _, _ in want} >= {"BTC", "ETH"}, want
-    assert [o[:3] for o in got] == [o[:3] for o in want]
-    for g, w in zip(got, want, strict=True):
-        assert g[3] == pytest.approx(w[3], rel=rel, abs=step)
-
-
 def test_topk_universe_session_sends_the_backtest_orders(universe_emulator, tmp_path):
     emu = universe_emulator
-    cfg = load_config(_config(tmp_path, emu.url))
+    cfg = load_config(universe_config(tmp_path, emu.url))
     predictor = MomentumForecaster()
     journal = tmp_path / "j.sqlite"
-    live = _session(cfg, predictor, journal, max_bars=24).run().strategy
-    stamps = _stamps(journal)
+    live = universe_session(cfg, predictor, journal, max_bars=24).run().strategy
+    stamps = journal_stamps(journal)
     assert len(stamps) == 24
     assert all(n == len(SYMBOLS) for n in predictor.calls[:3]) and max(predictor.calls) == len(SYMBOLS)
-    want = _backtest_orders(emu.url, tmp_path, stamps)
+    want = backtest_orders(emu.url, tmp_path, stamps)
     last = pd.Timestamp(stamps[-1], unit="ms")
-    _same([o for o in _orders(live.fills) if o[0] < last], want)  # the backtest cannot fill its last bar's
-    _same(_intent_orders(journal, stamps[-1]), want)
+    same_orders(
+        [o for o in filled_orders(live.fills) if o[0] < last], want
+    )  # the backtest cannot fill its last bar's
+    same_orders(intent_orders(journal, stamps[-1]), want)
     # journal: one row per bar and symbol, SOL empty in its hole, intents named by symbol with per-symbol ids
     j = Journal(journal)
     try:
@@ -159,7 +69,7 @@ def test_topk_universe_session_sends_the_backtest_orders(universe_emulator, tmp_
         holes = [ts for ts, close in sol.items() if close is None]
         assert holes, "the session should have run through SOL's hole"
         assert holes == [
-            ts for ts in stamps if ts not in set(download_history_stamps(emu.url, "SOL/USDT", stamps))
+            ts for ts in stamps if ts not in set(download_historyjournal_stamps(emu.url, "SOL/USDT", stamps))
         ]
         intents = j.intents()
         assert intents and all(r["symbol"] in SYMBOLS for r in intents)
@@ -173,7 +83,7 @@ def test_topk_universe_session_sends_the_backtest_orders(universe_emulator, tmp_
         j.close()
 
 
-def download_history_stamps(url: str, symbol: str, stamps: list[int]) -> list[int]:
+def download_historyjournal_stamps(url: str, symbol: str, stamps: list[int]) -> list[int]:
     """Open times of ``symbol``'s candles over the session's bars."""
     client = exchange_client(url)
     client.symbol = symbol
@@ -187,12 +97,12 @@ def test_topk_universe_through_the_exchange_broker_sends_the_backtest_orders(uni
     """CcxtBroker, several symbols of one account: each intent placed once under its symbol, the backtest's
     sides and bar times exactly, sizes within the emulator's lot step (amounts are rounded to it)."""
     emu = universe_emulator
-    cfg = load_config(_config(tmp_path, emu.url))
+    cfg = load_config(universe_config(tmp_path, emu.url))
     journal = tmp_path / "s.sqlite"
-    live = _session(cfg, MomentumForecaster(), journal, mode="sandbox", max_bars=24).run().strategy
-    stamps = _stamps(journal)
-    want = _backtest_orders(emu.url, tmp_path, stamps)
-    _same(_intent_orders(journal, stamps[-1]), want, rel=2e-3, step=2e-5)
+    live = universe_session(cfg, MomentumForecaster(), journal, mode="sandbox", max_bars=24).run().strategy
+    stamps = journal_stamps(journal)
+    want = backtest_orders(emu.url, tmp_path, stamps)
+    same_orders(intent_orders(journal, stamps[-1]), want, rel=1e-4, step=2e-5)
     placed = {m.rules.symbol_id: [o.client_id for o in m.orders] for m in emu.markets.values()}
     j = Journal(journal)
     try:
@@ -213,11 +123,13 @@ def test_topk_universe_through_the_exchange_broker_sends_the_backtest_orders(uni
 
 def test_a_ranking_strategy_without_a_universe_or_short_on_spot_is_refused(universe_emulator, tmp_path):
     emu = universe_emulator
-    cfg = load_config(_config(tmp_path, emu.url))
+    cfg = load_config(universe_config(tmp_path, emu.url))
     with pytest.raises(ConfigError, match="add a universe: block"):
         universe_strategy(cfg, None, MomentumForecaster())
     markets = universe_markets(cfg, "binance", "1m")
-    short = load_config(_config(tmp_path, emu.url) | {"strategy": {"name": "long_short", "params": {}}})
+    short = load_config(
+        universe_config(tmp_path, emu.url) | {"strategy": {"name": "long_short", "params": {}}}
+    )
     short.sections["universe"].shorting = True
     strategy, params = universe_strategy(short, markets, MomentumForecaster())
     config = fast_config(emu.url, tmp_path / "s.sqlite", mode="sandbox", symbol="BTC/USDT")
@@ -225,7 +137,7 @@ def test_a_ranking_strategy_without_a_universe_or_short_on_spot_is_refused(unive
         PaperSession(config, strategy, params, env=ENV, markets=markets)
     assert not (tmp_path / "s.sqlite").exists()
     with pytest.raises(ConfigError, match="is binance 1h but paper: trades binance 1m"):
-        universe_markets(load_config(_config(tmp_path, emu.url) | {"universe": {"assets": [
+        universe_markets(load_config(universe_config(tmp_path, emu.url) | {"universe": {"assets": [
             {"source": "ccxt", "symbol": "BTC/USDT", "timeframe": "1h", "since": "2024-01-01"},
             {"source": "ccxt", "symbol": "ETH/USDT", "timeframe": "1m", "since": "2024-01-01"}]}}), "binance", "1m")  # fmt: skip
 
@@ -236,19 +148,21 @@ def test_a_restarted_universe_session_resumes_every_symbol_and_decides_as_withou
     """Stopped after a bar without orders in flight and resumed: every bar once, holdings and targets restored,
     no client order id twice, and the same orders as the backtest over the whole span."""
     emu = universe_emulator
-    cfg = load_config(_config(tmp_path, emu.url))
+    cfg = load_config(universe_config(tmp_path, emu.url))
     journal = tmp_path / "j.sqlite"
-    _session(cfg, MomentumForecaster(), journal, max_bars=12).run()  # bar 11: no rebalance (every 2 bars)
+    universe_session(
+        cfg, MomentumForecaster(), journal, max_bars=12
+    ).run()  # bar 11: no rebalance (every 2 bars)
     j = Journal(journal)
     held, stop = j.holdings(), j.last_bar()
     j.close()
     assert any(size for size, _ in held.values())
-    _session(cfg, MomentumForecaster(), journal, max_bars=12).run()
-    stamps = _stamps(journal)
+    universe_session(cfg, MomentumForecaster(), journal, max_bars=12).run()
+    stamps = journal_stamps(journal)
     assert len(stamps) == 24 and len(set(stamps)) == 24
     served = set()
     for symbol in SYMBOLS.values():
-        served |= set(download_history_stamps(emu.url, symbol, stamps))
+        served |= set(download_historyjournal_stamps(emu.url, symbol, stamps))
     assert stamps == sorted(
         ts for ts in served if stamps[0] <= ts <= stamps[-1]
     )  # no bar skipped or repeated
@@ -261,4 +175,4 @@ def test_a_restarted_universe_session_resumes_every_symbol_and_decides_as_withou
         assert len(cids) == len(set(cids))
     finally:
         j.close()
-    _same(_intent_orders(journal, stamps[-1]), _backtest_orders(emu.url, tmp_path, stamps))
+    same_orders(intent_orders(journal, stamps[-1]), backtest_orders(emu.url, tmp_path, stamps))
