@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.tseries.offsets import BDay
 
 from .data import (
     FEATURE_COLUMNS,
@@ -26,7 +27,10 @@ from .data import (
 )
 from .errors import InsufficientHistoryError, TimestampError
 
-_DAY_NS = 86_400 * 10**9
+
+def _day_ticks(times: pd.DatetimeIndex) -> int:
+    """One day in the integer ticks of ``times.asi8`` (their unit may be s, ms, us or ns)."""
+    return pd.Timedelta(days=1) // pd.Timedelta(1, unit=times.unit)
 
 
 @dataclass
@@ -52,6 +56,7 @@ class PreparedSeries:
     features: np.ndarray = field(repr=False)  # [N, 5] float32 calendar features
     values32: np.ndarray = field(repr=False)  # [N, 6] float32, column-major like DataFrame.to_numpy
     _offset: Any = field(default=False, repr=False)  # False: not looked at yet
+    _weekday_counts: Any = field(default=None, repr=False)  # prefix counts for the business-day shortcut
     _future: dict[int, tuple[pd.DatetimeIndex, np.ndarray]] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -107,10 +112,34 @@ class PreparedSeries:
         history infers them, exactly as :func:`~kronos_model.data.infer_future_timestamps` does.
         """
         if end == len(self) or end - start < 3 or self.offset is None:  # one window: infer it directly
-            index = infer_future_timestamps(self.times[start:end], pred_len)
+            if end - start >= 3 and self._business_daily(start, end):
+                last = self.times[end - 1]
+                index = pd.date_range(last + BDay(), periods=pred_len, freq="B", name=self.times.name)
+            else:
+                index = infer_future_timestamps(self.times[start:end], pred_len)
             return index, calendar_features(index)
         times, feats = self._extended(pred_len)
         return times[end : end + pred_len], feats[end : end + pred_len]
+
+    def _business_daily(self, start: int, end: int) -> bool:
+        """Whether :func:`infer_future_timestamps` continues history ``start:end`` by business days.
+
+        It does when the (up to 60) bars it looks at all fall on weekdays, one-day steps are more than half
+        of their steps (pandas then finds 'B', or no frequency and the one-day fallback gives 'B'), and not
+        every step is one day (that would be 'D'). Answered from prefix counts instead of ``pd.infer_freq``.
+        """
+        if self.times.tz is not None and str(self.times.tz) != "UTC":
+            return False  # calendar and absolute days differ around DST changes: let pandas decide
+        if self._weekday_counts is None:
+            local = self.times.tz_localize(None) if self.times.tz is not None else self.times
+            weekend = np.concatenate([[0], np.cumsum(local.day_of_week >= 5)])
+            one_day = np.concatenate([[0], np.cumsum(np.diff(self.times.asi8) == _day_ticks(self.times))])
+            self._weekday_counts = (weekend, one_day)
+        weekend, one_day = self._weekday_counts
+        first = max(start, end - 60)
+        steps = end - 1 - first
+        ones = int(one_day[end - 1] - one_day[first])
+        return weekend[end] == weekend[first] and 2 * ones > steps and ones < steps
 
     def _extended(self, pred_len: int) -> tuple[pd.DatetimeIndex, np.ndarray]:
         """All bar times continued by ``pred_len`` steps, with their calendar features (cached per length)."""
@@ -160,7 +189,7 @@ def _regular_offset(times: pd.DatetimeIndex) -> Any:
     steps = np.diff(times.asi8)
     if not (steps == steps[0]).all() or steps[0] <= 0:
         return None
-    if steps[0] >= _DAY_NS and times.tz is not None and str(times.tz) != "UTC":
+    if steps[0] >= _day_ticks(times) and times.tz is not None and str(times.tz) != "UTC":
         return None
     offset = infer_future_timestamps(times[-min(len(times), 60) :], 1).freq
     if offset is None:

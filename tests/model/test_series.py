@@ -59,7 +59,24 @@ def _gappy_minutes() -> pd.DatetimeIndex:
     return times.delete(range(150, 210))
 
 
+def _stock_days(tz: str | None = None, hour: int = 0) -> pd.DatetimeIndex:
+    """Weekday bars with exchange-holiday-like gaps of 1 to 6 business days (irregular spacing)."""
+    days = pd.bdate_range("2019-11-01", periods=330, tz=tz) + pd.Timedelta(hours=hour)
+    return days.delete([22, 23, 60, 61, 62, 100, 150, 151, 152, 153, 154, 155, 200, 260])
+
+
 SERIES = {
+    "stock_days_with_holidays": (_stock_days(), ("volume",)),
+    "stock_closes_utc_1600": (_stock_days("UTC", 16), ("volume",)),
+    "stock_days_new_york": (_stock_days("America/New_York"), ("volume",)),
+    "fridays_with_gaps": (
+        pd.date_range("2018-01-05", periods=302, freq="W-FRI").delete([50, 120]),
+        ("volume",),
+    ),
+    "weekdays_one_weekend_bar": (
+        pd.bdate_range("2020-01-01", periods=300).union(pd.DatetimeIndex(["2020-05-23"])),
+        ("volume",),
+    ),
     "hourly_ohlcv_amount": (pd.date_range("2024-01-01", periods=300, freq="h"), ("volume", "amount")),
     "hourly_ohlcv": (pd.date_range("2024-01-01", periods=300, freq="h"), ("volume",)),
     "hourly_prices_only": (pd.date_range("2024-01-01", periods=300, freq="h"), ()),
@@ -175,3 +192,28 @@ def test_calendar_features_equal_the_pandas_fields(tz, unit):
         stamps = stamps.tz_localize("UTC").tz_convert(tz)
     fields = [stamps.minute, stamps.hour, stamps.day_of_week, stamps.day, stamps.month]
     np.testing.assert_array_equal(calendar_features(stamps), np.stack(fields, axis=1).astype(np.float32))
+
+
+@pytest.mark.parametrize(
+    "kind", ["stock_days_with_holidays", "stock_closes_utc_1600", "weekdays_one_weekend_bar"]
+)
+def test_business_day_shortcut_equals_pandas_inference_at_every_end(kind):
+    """Weekday bars with gaps skip pd.infer_freq; every window's future equals what inference gives."""
+    times, columns = SERIES[kind]
+    series = PreparedSeries.from_frame(_bars(times, columns))
+    taken = 0
+    for end in range(3, len(series) + 1):
+        for lookback in (3, 7, 64):
+            start = max(0, end - lookback)
+            try:
+                expected = infer_future_timestamps(times[start:end], 5)
+            except TimestampError:  # too irregular to guess: the shortcut must not guess either
+                with pytest.raises(TimestampError):
+                    series.future(start, end, 5)
+                continue
+            index, feats = series.future(start, end, 5)
+            pd.testing.assert_index_equal(index, expected, exact=True)
+            assert index.freq == expected.freq
+            np.testing.assert_array_equal(feats, calendar_features(expected))
+            taken += series._business_daily(start, end)
+    assert taken > len(series)  # most windows of lookback 7 and 64 take the shortcut
