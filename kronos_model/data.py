@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -184,14 +183,3 @@ def window_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def normalize(x: np.ndarray, mean: np.ndarray, std: np.ndarray, clip: float) -> np.ndarray:
     """(x - mean) / (std + 1e-5), clipped to +-clip, float32."""
     return np.clip((np.asarray(x, dtype=np.float32) - mean) / (std + 1e-5), -clip, clip)
-
-
-def denormalize(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`normalize` (without the clip)."""
-    return x * (std + 1e-5) + mean
-
-
-def check_lengths(values: Sequence[int], what: str) -> None:
-    """Raise a DataError if a sequence of lengths is not all equal."""
-    if len(set(values)) > 1:
-        raise DataError(f"{what} must all have the same length, got {list(values)}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -95,8 +95,3 @@ class FinetuneConfig:
                 f"{world_size} processes; pick a batch_size divisible by both so the global batch stays fixed"
             )
         return micro, self.batch_size // (micro * world_size)
-
-
-def config_field_names() -> list[str]:
-    """Names of all :class:`FinetuneConfig` fields (for config-file key checks)."""
-    return [f.name for f in fields(FinetuneConfig)]
