@@ -23,7 +23,7 @@ from kronos_model.series import PreparedSeries
 from .cache import ForecastCache
 from .errors import ConfigError
 from .feeds import bar_timestamps
-from .forecasting import ForecastSpec, SeriesWindows, cached_forecasts
+from .forecasting import ANCHOR_DEFAULT, ForecastSpec, SeriesWindows, cached_forecasts
 
 __all__ = ["ForecastStats", "KronosSignal", "resolve_cache", "resolve_predictor"]
 
@@ -94,6 +94,8 @@ class KronosSignal(bt.Indicator):
       - ``lookback`` (256): bars of history per forecast; also the indicator's minimum period
       - ``pred_len`` (5): bars forecast; ``horizon`` (5): the step the lines describe (<= pred_len)
       - ``sample_count`` (16), ``T``, ``top_k``, ``top_p``, ``seed`` (0): sampling, as ``forecast``
+      - ``anchor`` (True): shift the paths so step 0 reconstructs the last bar (removes the tokenizer's
+        step-one jump; ``KronosPredictor`` ``anchor``)
       - ``quantiles`` ((0.1, 0.9)): close quantile levels of the ``lower`` / ``upper`` band
       - ``calibration`` (None): e.g. ``{"method": "aci", "target": 0.8}`` rescales each forecast's return
         distribution online so the band covers ``target`` of outcomes (default target: upper - lower level);
@@ -133,6 +135,7 @@ class KronosSignal(bt.Indicator):
         ("top_k", 0),
         ("top_p", 0.9),
         ("seed", 0),
+        ("anchor", ANCHOR_DEFAULT),
         ("cache", None),
         ("batch_size", 64),
         ("device", "cpu"),
@@ -255,6 +258,7 @@ class KronosSignal(bt.Indicator):
             (1 <= p.horizon <= p.pred_len, f"horizon must be in [1, pred_len={p.pred_len}], got {p.horizon}"),
             (p.sample_count >= 1, f"sample_count must be >= 1, got {p.sample_count}"),
             (p.every >= 1, f"every must be >= 1, got {p.every}"),
+            (isinstance(p.anchor, bool), f"anchor must be true or false, got {p.anchor!r}"),
             (len(p.quantiles) == 2 and 0 < p.quantiles[0] < p.quantiles[1] < 1,
              f"quantiles must be (lower, upper) with 0 < lower < upper < 1, got {p.quantiles}"),
         )  # fmt: skip
@@ -351,7 +355,7 @@ class KronosSignal(bt.Indicator):
         """What, besides the model and the window, makes this indicator's forecasts (and cache keys)."""
         p = self.p
         return ForecastSpec(pred_len=p.pred_len, sample_count=p.sample_count, T=p.T, top_k=p.top_k,
-                            top_p=p.top_p, seed=p.seed)  # fmt: skip
+                            top_p=p.top_p, seed=p.seed, anchor=p.anchor)  # fmt: skip
 
     def _forecasts(self, series: PreparedSeries, ends: Sequence[int]) -> list[Forecast]:
         """Forecast the windows of ``series`` ending at ``ends`` (exclusive), reading and filling the cache."""

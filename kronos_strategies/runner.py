@@ -154,6 +154,7 @@ def indicator_params(cfg: BacktestConfig, predictor: Any) -> dict[str, Any]:
         "top_k": ind.top_k,
         "top_p": ind.top_p,
         "seed": ind.seed,
+        "anchor": ind.anchor,
         "cache": ind.cache_dir,
         "batch_size": ind.batch_size,
         "device": cfg.model.device,

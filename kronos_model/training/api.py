@@ -32,13 +32,28 @@ def build_predictor(config: KronosConfig, *, seed: int = 0) -> Kronos:
     return Kronos(**config_to_dict(config))
 
 
-def finetune_tokenizer(tokenizer: nn.Module, frames: Any, cfg: FinetuneConfig | None = None) -> TrainResult:
-    """Train a :class:`KronosTokenizer` on windows of ``lookback + horizon`` bars (reference loss, 6.2)."""
+def finetune_tokenizer(
+    tokenizer: nn.Module,
+    frames: Any,
+    cfg: FinetuneConfig | None = None,
+    *,
+    position_weights: Any = None,
+) -> TrainResult:
+    """Train a :class:`KronosTokenizer` on windows of ``lookback + horizon`` bars (reference loss, 6.2).
+
+    ``position_weights``: optional per-bar weights (``lookback + horizon`` values, mean 1) of the training
+    reconstruction loss; None is the reference's uniform loss.
+    """
     cfg = cfg or FinetuneConfig()
     series = load_series(frames)
+    weights = None if position_weights is None else torch.as_tensor(position_weights, dtype=torch.float32)
+    if weights is not None and weights.shape != (cfg.lookback + cfg.horizon,):
+        raise FinetuneConfigError(
+            f"position_weights needs lookback + horizon = {cfg.lookback + cfg.horizon} values, got {tuple(weights.shape)}"
+        )
 
     def loss_fn(module: nn.Module, x: torch.Tensor, stamp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return tokenizer_loss(module, x)
+        return tokenizer_loss(module, x, weights)
 
     return _fit("tokenizer", tokenizer, loss_fn, series, cfg.lookback + cfg.horizon, cfg)
 

@@ -46,11 +46,21 @@ RECORD_FILE = "training_record.json"
 # losses
 
 
-def tokenizer_loss(tokenizer: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reference tokenizer loss ((MSE(z_pre,x) + MSE(z,x) + bsq) / 2) and the validation metric MSE(z,x)."""
+def tokenizer_loss(
+    tokenizer: nn.Module, x: torch.Tensor, position_weights: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference tokenizer loss ((MSE(z_pre,x) + MSE(z,x) + bsq) / 2) and the validation metric MSE(z,x).
+
+    ``position_weights`` [T] (mean 1) weight each bar's squared error in the training loss, e.g. to stress
+    the last bars a forecast starts from; the returned metric stays the plain MSE.
+    """
     (z_pre, z), bsq_loss, _, _ = tokenizer(x)
     recon = F.mse_loss(z.float(), x)
-    return (F.mse_loss(z_pre.float(), x) + recon + bsq_loss) / 2, recon
+    if position_weights is None:
+        return (F.mse_loss(z_pre.float(), x) + recon + bsq_loss) / 2, recon
+    w = position_weights.to(x.device, torch.float32)[None, :, None]
+    weighted = ((z_pre.float() - x) ** 2 * w).mean() + ((z.float() - x) ** 2 * w).mean()
+    return (weighted + bsq_loss) / 2, recon
 
 
 def predictor_loss(

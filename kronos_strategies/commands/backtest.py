@@ -11,6 +11,7 @@ from typing import Any
 
 from kronos_model.errors import DataError, InsufficientHistoryError
 
+from ..forecasting import ANCHOR_DEFAULT
 from .common import engine_overrides, num, pct
 from .options import DeprecatedOptionWarning, add_no_progress
 
@@ -129,7 +130,7 @@ def forecast_handler(args: argparse.Namespace) -> int:
     window = frame.iloc[-min(args.lookback, predictor.max_context) :]
     forecast = predictor.forecast(
         window, args.pred_len, sample_count=args.sample_count, T=args.temperature, top_k=args.top_k,
-        top_p=args.top_p, seed=args.seed,
+        top_p=args.top_p, seed=args.seed, anchor=args.anchor,
     )  # fmt: skip
     out_csv = _forecast_csv(args.csv, args.out)
     out_png = Path(args.png) if args.png else out_csv.with_suffix(".png")
@@ -215,6 +216,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fc.add_argument("--top-k", type=int, default=0)
     fc.add_argument("--top-p", type=float, default=0.9)
     fc.add_argument("--seed", type=int, default=0, help="sampling seed")
+    fc.add_argument(
+        "--anchor",
+        action=argparse.BooleanOptionalAction,
+        default=ANCHOR_DEFAULT,
+        help="start the paths from the last bar, not from the tokenizer's reconstruction of it",
+    )
     fc.add_argument("--end", default=None, help="forecast from the bars up to this timestamp (default: all)")
     fc.add_argument("--timestamp-column", default=None)
     fc.add_argument("--tz", default=None, help="timezone of naive timestamps, e.g. UTC")

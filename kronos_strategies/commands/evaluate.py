@@ -12,6 +12,7 @@ import pandas as pd
 from kronos_model.baselines import BASELINES
 from kronos_model.errors import DataError
 
+from ..forecasting import ANCHOR_DEFAULT
 from .options import add_deprecated_alias, add_no_progress
 
 ARCH_DATASETS: tuple[str, ...] = ("sp500", "nasdaq")
@@ -160,8 +161,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--anchor",
-        action="store_true",
-        help="shift paths by the tokenizer's error on the last history bar (KronosPredictor anchor=True)",
+        action=argparse.BooleanOptionalAction,
+        default=ANCHOR_DEFAULT,
+        help="shift paths by the tokenizer's error on the last history bar (KronosPredictor anchor)",
     )
     add_deprecated_alias(p, "--horizon", "--pred-len", type=int)  # before 0.2; horizon = one step ahead now
     add_deprecated_alias(p, "--samples", "--sample-count", type=int)

@@ -91,6 +91,7 @@ class IndicatorConfig:
     top_k: int = 0
     top_p: float = 0.9
     seed: int | None = 0  # None: unseeded, not cached, not reproducible
+    anchor: bool = True  # step 0 reconstructs the last bar (= forecasting.ANCHOR_DEFAULT)
     batch_size: int = 64
     cache_dir: str | None = ".kronos_cache"  # None: no forecast cache
     params: dict[str, Any] = field(default_factory=dict)  # extra params of a subclassed indicator

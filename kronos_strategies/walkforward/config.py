@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ..config import BacktestConfig
 from ..config.finetune import WalkForwardConfig
-from ..forecasting import ForecastSpec
+from ..forecasting import ANCHOR_DEFAULT, ForecastSpec
 
 __all__ = ["DEFAULT_CACHE", "SignalSpec", "WalkForwardConfig"]
 
@@ -26,6 +26,7 @@ class SignalSpec:
     top_k: int = 0
     top_p: float = 0.9
     seed: int | None = 0
+    anchor: bool = ANCHOR_DEFAULT
     every: int = 1  # forecast every N bars (the indicator holds values in between)
     batch_size: int = 64
 
@@ -37,4 +38,4 @@ class SignalSpec:
     def forecast_spec(self) -> ForecastSpec:
         """The forecast made at each bar: the same spec (and so the same cache keys) as the indicator's."""
         return ForecastSpec(pred_len=self.pred_len, sample_count=self.sample_count, T=self.T, top_k=self.top_k,
-                            top_p=self.top_p, seed=self.seed)  # fmt: skip
+                            top_p=self.top_p, seed=self.seed, anchor=self.anchor)  # fmt: skip

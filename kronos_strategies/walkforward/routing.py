@@ -105,6 +105,7 @@ class WalkForwardPredictor:
         top_p: float = 0.9,
         seed: int | None = None,
         batch_size: int | None = 64,
+        anchor: bool = False,
         **_: Any,
     ) -> list[Forecast]:
         """Forecasts for windows of any folds, grouped by serving model and batched (``forecast_batch`` API)."""
@@ -120,7 +121,13 @@ class WalkForwardPredictor:
         for j, w in enumerate(windows):
             groups.setdefault(self.fold_for(frame_timestamps(w)[-1]), []).append(j)
         spec = ForecastSpec(
-            pred_len=pred_len, sample_count=sample_count, T=T, top_k=top_k, top_p=top_p, seed=seed
+            pred_len=pred_len,
+            sample_count=sample_count,
+            T=T,
+            top_k=top_k,
+            top_p=top_p,
+            seed=seed,
+            anchor=anchor,
         )
         out: list[Forecast | None] = [None] * len(windows)
         for k, members in groups.items():

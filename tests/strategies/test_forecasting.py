@@ -18,8 +18,8 @@ from kronos_strategies.forecasting import (
     cached_forecasts,
 )
 
-SPEC = ForecastSpec(pred_len=4, sample_count=4, T=1.0, top_k=0, top_p=0.9, seed=0)
-CHANGED = {"pred_len": 5, "sample_count": 3, "T": 0.7, "top_k": 2, "top_p": 0.5, "seed": 1}
+SPEC = ForecastSpec(pred_len=4, sample_count=4, T=1.0, top_k=0, top_p=0.9, seed=0, anchor=False)
+CHANGED = {"pred_len": 5, "sample_count": 3, "T": 0.7, "top_k": 2, "top_p": 0.5, "seed": 1, "anchor": True}
 
 
 def test_every_field_of_the_spec_changes_the_key(short_bars):
