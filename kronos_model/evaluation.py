@@ -26,6 +26,7 @@ from .errors import DataError, InsufficientHistoryError, LookaheadError, Samplin
 from .metrics import METRIC_NAMES, score_paths
 from .plotting import new_figure, plot_calibration, save_figure
 from .reliability import RELIABILITY_LEVELS, pit_histogram, pit_values, reliability
+from .series import PreparedSeries
 
 __all__ = ["EvaluationResult", "evaluate", "origin_positions"]
 
@@ -413,14 +414,31 @@ def _markdown_table(table: pd.DataFrame, level: float) -> str:
 
 
 def _kronos_paths(
-    predictor: Any, frames: list[pd.DataFrame], horizon: int, sample_count: int, sampling: dict[str, Any]
+    predictor: Any,
+    feats: pd.DataFrame,
+    positions: np.ndarray,
+    lookback: int,
+    horizon: int,
+    sample_count: int,
+    sampling: dict[str, Any],
 ) -> np.ndarray:
-    """Close paths float64 [N, S, H] for all windows from one batched ``forecast_batch`` call."""
-    forecasts = predictor.forecast_batch(frames, horizon, sample_count=sample_count, **sampling)
-    for frame, fc in zip(frames, forecasts, strict=True):
-        if fc.history_end is not None and pd.Timestamp(fc.history_end) != frame.index[-1]:
+    """Close paths float64 [N, S, H] of the windows ending before each origin, in one batched call.
+
+    A predictor with ``forecast_series`` cuts the windows from the series prepared once; anything else
+    gets one DataFrame per window through ``forecast_batch`` (same numbers).
+    """
+    if callable(getattr(predictor, "forecast_series", None)):
+        series = PreparedSeries.from_arrays(feats.to_numpy(), pd.DatetimeIndex(feats.index), name="evaluate")
+        forecasts = predictor.forecast_series(
+            series, positions, horizon, lookback=lookback, sample_count=sample_count, **sampling
+        )
+    else:
+        frames = [feats.iloc[p - lookback : p] for p in positions]
+        forecasts = predictor.forecast_batch(frames, horizon, sample_count=sample_count, **sampling)
+    for p, fc in zip(positions, forecasts, strict=True):
+        if fc.history_end is not None and pd.Timestamp(fc.history_end) != feats.index[p - 1]:
             raise LookaheadError(
-                f"forecast history ends at {fc.history_end}, window ends at {frame.index[-1]}"
+                f"forecast history ends at {fc.history_end}, window ends at {feats.index[p - 1]}"
             )
     return np.stack([fc.paths("close") for fc in forecasts]).astype(np.float64)
 
@@ -486,7 +504,6 @@ def evaluate(
     paths: dict[str, np.ndarray] = {}
     calibrated: dict[str, Any] | None = None
     if predictor is not None:
-        frames = [feats.iloc[p - lookback : p] for p in positions]
         sampling = {
             "T": T,
             "top_k": top_k,
@@ -496,7 +513,7 @@ def evaluate(
             "anchor": anchor,
         }
         paths[KRONOS] = _kronos_paths(
-            predictor, frames, horizon, sample_count, {**sampling, "verbose": verbose}
+            predictor, feats, positions, lookback, horizon, sample_count, {**sampling, "verbose": verbose}
         )
         spec = CalibrationSpec.coerce(None if calibration is False else calibration, target=level)
         if spec is not None:

@@ -107,6 +107,16 @@ def test_no_window_sees_its_origin_or_later(tiny_predictor):
         assert not np.array_equal(base.paths[method][k + 1 :], other.paths[method][k + 1 :]), method
 
 
+def test_prepared_series_path_equals_dataframe_windows(tiny_predictor):
+    """A real predictor gets windows cut from one prepared series; a forecast_batch-only one gets frames."""
+    df = _bars(90)
+    kwargs = dict(lookback=30, horizon=3, sample_count=4, stride=3, baselines=("random_walk",))
+    fast = evaluate(df, tiny_predictor, **kwargs)
+    frames = evaluate(df, RecordingPredictor(tiny_predictor), **kwargs)
+    np.testing.assert_array_equal(fast.paths["kronos"], frames.paths["kronos"])
+    pd.testing.assert_frame_equal(fast.scores, frames.scores)
+
+
 def test_kronos_end_to_end_batched(tiny_predictor, tmp_path):
     df = _bars(80)
     rec = RecordingPredictor(tiny_predictor)
