@@ -189,6 +189,7 @@ def write_universe_reports(result: UniverseResult, out: Path) -> dict[str, Path]
             "universe": {"assets": names, "delisted": {n: str(result.universe.last_bar[n]) for n in result.universe.delisted}},
             "period": {"start": result.returns.index[0], "end": result.returns.index[-1]},
             "timings": {k: round(v, 3) for k, v in result.timings.items()},
+            "walkforward": result.walkforward,  # one entry per fold (empty without a finetune: block)
         },
         out / "metrics.json",
     )  # fmt: skip

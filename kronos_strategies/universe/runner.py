@@ -54,6 +54,7 @@ class UniverseResult:
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
+    walkforward: list[dict[str, Any]] = field(default_factory=list)  # one entry per fold with a finetune: block
 
 
 def strategy_class(cfg: BacktestConfig) -> type[UniverseStrategy]:
@@ -96,6 +97,8 @@ def run_universe_backtest(
         )
     uni: UniverseConfig = cfg.universe
     strategy_cls = strategy_class(cfg)
+    if cfg.finetune is not None and cfg.engine.mode != "vectorised":
+        raise ConfigError("walk-forward on a universe (finetune:) runs in vectorised mode: set engine.mode: vectorised")
     raw = validated(dict(frames)) if frames is not None else load_universe(cfg)
     if write_reports:  # refused before any work, as for one asset
         base = Path(out_dir) if out_dir is not None else cfg.output_dir
@@ -103,7 +106,12 @@ def run_universe_backtest(
     universe, forecaster = prepare_universe(cfg, raw, predictor, checked=True)
     timings["load_align"] = time.perf_counter() - started
     mark = time.perf_counter()
-    if cfg.engine.mode == "vectorised":
+    folds = []
+    if cfg.finetune is not None:  # each fold's windows by that fold's model, trained on every asset before it
+        from ..walkforward.universe import run_universe_walkforward
+
+        folds = run_universe_walkforward(cfg, raw, forecaster)
+    elif cfg.engine.mode == "vectorised":
         forecaster.precompute()
     timings["forecasts"] = time.perf_counter() - mark
 
@@ -128,6 +136,7 @@ def run_universe_backtest(
     result.model_fingerprint = str(getattr(predictor, "fingerprint", "unknown"))
     timings["metrics"] = time.perf_counter() - mark
     result.timings = timings
+    result.walkforward = [f.as_dict() for f in folds]
     result.seconds = time.perf_counter() - started
     if write_reports:
         from .report import write_universe_reports
@@ -164,7 +173,7 @@ def prepare_universe(
 
         torch.set_num_threads(cfg.engine.threads)
     spec = ForecastSpec(pred_len=ind.pred_len, sample_count=ind.sample_count, T=ind.T, top_k=ind.top_k,
-                        top_p=ind.top_p, seed=ind.seed, anchor=ind.anchor)  # fmt: skip
+                        top_p=ind.top_p, seed=ind.seed)  # fmt: skip
     lo, hi = ind.quantiles
     calibration = CalibrationSpec.coerce(
         ind.calibration, target=round(hi - lo, 12), where="indicator.calibration"

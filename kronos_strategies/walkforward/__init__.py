@@ -2,7 +2,8 @@
 
 ``config`` holds the ``finetune:`` block and the indicator's :class:`SignalSpec`, ``folds`` the schedule,
 ``store`` the content-addressed fold checkpoints, ``routing`` the :class:`WalkForwardPredictor` that serves
-each window with its fold's model, ``engine`` the precompute (train or load, then forecast, fold by fold)
+each window with its fold's model, ``engine`` the precompute (train or load, then forecast, fold by fold),
+``universe`` the same for a universe (one model per fold, trained on every asset's bars before it)
 and ``report`` the per-fold skill report. Names load on first use so reading a config stays light.
 """
 
@@ -26,6 +27,8 @@ _EXPORTS: dict[str, str] = {
     "prepare_backtest": ".engine",
     "run_walkforward": ".engine",
     "walkforward_for": ".engine",
+    "UniverseFold": ".universe",
+    "run_universe_walkforward": ".universe",
     "fold_table": ".report",
     "skill": ".report",
     "write_walkforward_report": ".report",

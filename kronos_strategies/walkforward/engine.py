@@ -29,23 +29,34 @@ from kronos_model.training import FinetuneConfig, finetune
 
 from ..cache import ForecastCache
 from ..config import BacktestConfig
-from ..feeds import data_fingerprint, read_ohlcv
+from ..feeds import read_ohlcv
 from .config import DEFAULT_CACHE, SignalSpec, WalkForwardConfig
 from .folds import Fold, make_schedule
 from .routing import ModelSlot, WalkForwardPredictor, serve
-from .store import FOLD_FILE, fold_key, load_fold, pair_predictor, store_fold
+from .store import (
+    FOLD_FILE,
+    fold_key,
+    load_fold,
+    pair_predictor,
+    store_fold,
+    training_bars,
+    training_fingerprint,
+)  # fmt: skip
 
-__all__ = ["FoldOutcome", "WalkForwardResult", "prepare_backtest", "run_walkforward", "walkforward_for"]
+__all__ = [
+    "FoldOutcome", "WalkForwardResult", "fold_root", "prepare_backtest", "run_walkforward", "train_fold",
+    "walkforward_for",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
 
-def _train_fold(
-    fold: Fold, key: str, start: Any, bars: pd.DataFrame, ft: FinetuneConfig, settings: WalkForwardConfig,
-    directory: Path,
+def train_fold(
+    fold: Fold, key: str, start: Any, train: pd.DataFrame | dict[str, pd.DataFrame], ft: FinetuneConfig,
+    settings: WalkForwardConfig, directory: Path,
 ) -> tuple[ModelSlot, dict[str, Any]]:  # fmt: skip
-    """Fine-tune a copy of ``start`` on the fold's training bars, store it, and return its slot and record."""
-    train = bars.iloc[fold.train_start : fold.first]
+    """Fine-tune a copy of ``start`` on the fold's training bars (a frame, or a universe's frames by asset),
+    store it, and return its slot and record."""
     model, tokenizer = copy.deepcopy(start.model), copy.deepcopy(start.tokenizer)
     began = time.perf_counter()
     result = finetune((model, tokenizer), train, ft, train_tokenizer=settings.train_tokenizer)
@@ -55,8 +66,8 @@ def _train_fold(
         "key": key,
         "fold": fold.as_dict(),
         "fingerprint": predictor.fingerprint,
-        "train_bars": len(train),
-        "data_fingerprint": data_fingerprint(train),
+        "train_bars": training_bars(train),
+        "data_fingerprint": training_fingerprint(train),
         "val_loss": result.predictor_result.best_val_loss,
         "val_loss_first_epoch": result.predictor_result.history[0]["val_loss"],
         "tokenizer_val_loss": None if tok is None else tok.best_val_loss,
@@ -164,7 +175,8 @@ def run_walkforward(
             trained = False
         else:
             start = predictor if fresh else slots[-1].predictor
-            slot, record = _train_fold(fold, key, start, bars, ft, settings, directory)
+            train = bars.iloc[fold.train_start : fold.first]
+            slot, record = train_fold(fold, key, start, train, ft, settings, directory)
             trained = True
         positions = np.arange(fold.first, fold.stop)
         positions = positions[(positions - origin) % spec.every == 0]
@@ -201,6 +213,14 @@ def _log_fold(o: FoldOutcome, total: int, bar: Any) -> None:
     log.info(line)
 
 
+def fold_root(cfg: BacktestConfig) -> Path:
+    """Where the fold checkpoints of ``cfg`` live: ``finetune.cache_dir``, else ``<indicator.cache_dir>/walkforward``."""
+    settings: WalkForwardConfig = cfg.finetune
+    if settings.cache_dir:
+        return Path(settings.cache_dir)
+    return Path(cfg.indicator.cache_dir or DEFAULT_CACHE) / "walkforward"
+
+
 def walkforward_for(
     cfg: BacktestConfig, predictor: Any, bars: pd.DataFrame, start: object, end: object
 ) -> WalkForwardResult:
@@ -208,10 +228,8 @@ def walkforward_for(
     settings: WalkForwardConfig = cfg.finetune
     spec = SignalSpec.from_config(cfg)
     folds = make_schedule(bars.index, start, end, every=settings.every, window=settings.window)
-    cache_root = Path(cfg.indicator.cache_dir or DEFAULT_CACHE)
-    fold_dir = Path(settings.cache_dir) if settings.cache_dir else cache_root / "walkforward"
     cache = ForecastCache(cfg.indicator.cache_dir) if cfg.indicator.cache_dir else None
-    return run_walkforward(predictor, bars, folds, settings, spec, fold_dir=fold_dir, cache=cache,
+    return run_walkforward(predictor, bars, folds, settings, spec, fold_dir=fold_root(cfg), cache=cache,
                            progress=settings.progress and cfg.engine.progress)  # fmt: skip
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -18,19 +19,42 @@ from kronos_model.training import FinetuneConfig
 
 from ..feeds import data_fingerprint
 
-__all__ = ["FOLD_FILE", "WALKFORWARD_VERSION", "fold_key", "load_fold", "pair_predictor", "store_fold"]
+__all__ = [
+    "FOLD_FILE", "WALKFORWARD_VERSION", "fold_key", "load_fold", "pair_predictor", "store_fold", "training_bars",
+    "training_fingerprint",
+]  # fmt: skip
 
 FOLD_FILE = "fold.json"
 WALKFORWARD_VERSION = 1  # bump when the meaning of a fold key or the stored layout changes
 
 
+def training_fingerprint(train: pd.DataFrame | Mapping[str, pd.DataFrame]) -> str | dict[str, str]:
+    """The identity of a fold's training bars: one frame's fingerprint, or each asset's by name (a universe)."""
+    if isinstance(train, pd.DataFrame):
+        return data_fingerprint(train)
+    return {str(name): data_fingerprint(train[name]) for name in sorted(train)}
+
+
+def training_bars(train: pd.DataFrame | Mapping[str, pd.DataFrame]) -> int:
+    """Bars a fold trains on (over all assets of a universe)."""
+    return len(train) if isinstance(train, pd.DataFrame) else sum(len(f) for f in train.values())
+
+
 def fold_key(
-    start_from: str, train: pd.DataFrame, ft: FinetuneConfig, *, train_tokenizer: bool, init: str
+    start_from: str,
+    train: pd.DataFrame | Mapping[str, pd.DataFrame],
+    ft: FinetuneConfig,
+    *,
+    train_tokenizer: bool,
+    init: str,
 ) -> str:
-    """sha256 key of one fold model: starting weights (fingerprint or previous key), bars, settings, seed."""
+    """sha256 key of one fold model: starting weights (fingerprint or previous key), bars, settings, seed.
+
+    ``train`` is the fold's training frame, or for a universe its training frames by asset name.
+    """
     settings = {k: v for k, v in asdict(ft).items() if k != "verbose"}
     head = {"v": WALKFORWARD_VERSION, "from": start_from, "init": init, "tokenizer": bool(train_tokenizer),
-            "finetune": settings, "data": data_fingerprint(train)}  # fmt: skip
+            "finetune": settings, "data": training_fingerprint(train)}  # fmt: skip
     return hashlib.sha256(json.dumps(head, sort_keys=True, default=str).encode()).hexdigest()
 
 
