@@ -127,7 +127,8 @@ def inspect_handler(args: argparse.Namespace) -> int:
 
 
 def emulator_handler(args: argparse.Namespace) -> int:
-    """Serve a CSV as a Binance-like exchange on 127.0.0.1 until interrupted (or ``--exit-after``)."""
+    """Serve CSVs as a Binance-like exchange on 127.0.0.1 (one market per ``--csv``/``--symbol`` pair, one
+    account and one replay clock) until interrupted (or ``--exit-after``)."""
     import ccxt
 
     from kronos_strategies.emulator import (
@@ -140,29 +141,35 @@ def emulator_handler(args: argparse.Namespace) -> int:
     )
     from kronos_strategies.exchange.timeframes import timeframe_ms
 
-    candles = load_candles(args.csv)
+    symbols = args.symbol or ["BTC/USDT"]
+    if len(symbols) != len(args.csv):
+        raise ConfigError(
+            f"give one --symbol per --csv, in the same order (got {len(args.csv)} --csv, {len(symbols)} --symbol)"
+        )
     step = timeframe_ms(ccxt.Exchange, args.timeframe)
-    start = min(max(args.history, 0), len(candles) - 1)
-    base, _, quote = args.symbol.partition("/")
-    if not base or not quote:
-        raise ConfigError(f"--symbol must look like BTC/USDT, got {args.symbol!r}")
+    markets = []
+    for symbol, csv in zip(symbols, args.csv, strict=True):
+        base, _, quote = symbol.partition("/")
+        if not base or not quote:
+            raise ConfigError(f"--symbol must look like BTC/USDT, got {symbol!r}")
+        markets.append((MarketRules(base=base, quote=quote, fee_rate=args.fee), load_candles(csv)))
     key, secret = os.environ.get(args.key_env), os.environ.get(args.secret_env)
     if not key or not secret:
         raise ConfigError(
             f"set the emulator's API key and secret in environment variables {args.key_env} and {args.secret_env}"
         )
-    rules = MarketRules(base=base, quote=quote, fee_rate=args.fee)
+    candles = markets[0][1]  # the replay clock starts --history candles into the first CSV; one clock for all
+    start = min(max(args.history, 0), len(candles) - 1)
     clock = ReplayClock(int(candles.index[start]), step / 1000.0 / args.bar_seconds)
-    engine = MatchingEngine(
-        candles, step, clock, rules, {quote: args.cash, base: 0.0}, liquidity=args.liquidity
-    )
+    engines = [MatchingEngine(frame, step, clock, rules, {rules.quote: args.cash, rules.base: 0.0},
+                              liquidity=args.liquidity) for rules, frame in markets]  # fmt: skip
     faults = FaultPlan(seed=args.seed, latency=args.latency, timeout=args.timeouts, error=args.errors,
                        rate_limit=args.rate_limits, drop=args.drops, disconnect=args.disconnects, late=args.late,
                        late_delay=args.late_delay)  # fmt: skip
-    emu = ExchangeEmulator(engine, api_key=key, secret=secret, faults=faults, host="127.0.0.1", port=args.port,
+    emu = ExchangeEmulator(engines, api_key=key, secret=secret, faults=faults, host="127.0.0.1", port=args.port,
                            interval=args.timeframe)  # fmt: skip
     emu.start()
-    print(f"kronos-bt: emulator serving {args.symbol} {args.timeframe} from {args.csv} on {emu.url} "
+    print(f"kronos-bt: emulator serving {', '.join(symbols)} {args.timeframe} from {', '.join(args.csv)} on {emu.url} "
           f"({len(candles) - start} candles to replay, one every {args.bar_seconds:g}s); point paper.url at it", flush=True)  # fmt: skip
     try:
         deadline = None if args.exit_after is None else time.monotonic() + args.exit_after
@@ -196,8 +203,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     emu = subparsers.add_parser("emulator", help="a Binance-like exchange on 127.0.0.1 replaying a CSV",
                                 formatter_class=fmt)  # fmt: skip
-    emu.add_argument("--csv", required=True, help="OHLCV CSV with a timestamp column (UTC)")
-    emu.add_argument("--symbol", default="BTC/USDT")
+    emu.add_argument("--csv", required=True, action="append",
+                     help="OHLCV CSV with a timestamp column (UTC); repeat with --symbol for several markets")  # fmt: skip
+    emu.add_argument("--symbol", action="append",
+                     help="market of the matching --csv (default BTC/USDT); one account trades them all")  # fmt: skip
     emu.add_argument("--timeframe", default="1m", help="the CSV's bar interval (ccxt notation)")
     emu.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     emu.add_argument("--history", type=int, default=500, help="candles already closed when the replay starts")

@@ -34,7 +34,7 @@ from .blocks import (
     check_model,
 )
 from .finetune import WalkForwardConfig, check_finetune
-from .paper import PaperSection
+from .paper import PaperSection, check_paper_symbol
 from .schema import apply_overrides, build_dataclass, check_names, read_yaml
 from .sweep import SweepConfig, check_sweep
 from .universe import UniverseConfig, check_universe
@@ -106,7 +106,7 @@ def _check_sweep(cfg: BacktestConfig) -> None:
 _CHECK_BLOCK: dict[str, Callable[[BacktestConfig], None]] = {
     "finetune": lambda cfg: check_finetune(cfg.finetune, cfg.indicator),
     "sweep": _check_sweep,
-    "paper": lambda cfg: None,  # checked as it is built (PaperSection.__post_init__)
+    "paper": lambda cfg: check_paper_symbol(cfg.paper, universe=cfg.universe is not None),  # rest: as built
     "universe": lambda cfg: check_universe(cfg.universe, cfg.data, cfg.dates, cfg.indicator),
 }
 

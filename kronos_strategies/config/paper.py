@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from ..errors import ConfigError
 
-__all__ = ["MODES", "PaperSection", "check_paper"]
+__all__ = ["MODES", "PaperSection", "check_paper", "check_paper_symbol"]
 
 MODES = ("paper", "sandbox", "live")
 
@@ -61,7 +61,8 @@ class PaperSection:
 
 def check_paper(s: PaperSection) -> None:
     """Rules of the ``paper:`` block, each failing with the key and the fix."""
-    if not isinstance(s.symbol, str) or "/" not in s.symbol:
+    # an empty symbol is left to check_paper_symbol: a universe: block names the symbols instead
+    if s.symbol != "" and (not isinstance(s.symbol, str) or "/" not in s.symbol):
         raise ConfigError(f"paper.symbol is required and must look like 'BTC/USDT', got {s.symbol!r}")
     if s.mode not in MODES:
         raise ConfigError(f"paper.mode must be one of {MODES}, got {s.mode!r}")
@@ -88,3 +89,11 @@ def check_paper(s: PaperSection) -> None:
     if s.max_bars is not None and (not isinstance(s.max_bars, int) or s.max_bars < 1):
         raise ConfigError(f"paper.max_bars must be a positive integer, got {s.max_bars!r}")
     s.until_ms()
+
+
+def check_paper_symbol(s: PaperSection, *, universe: bool) -> None:
+    """A one-symbol session needs ``paper.symbol``; with a ``universe:`` block its assets name the symbols."""
+    if not s.symbol and not universe:
+        raise ConfigError(
+            "paper.symbol is required and must look like 'BTC/USDT' (or list the symbols in a universe: block)"
+        )

@@ -12,6 +12,7 @@ from kronos_strategies.exchange import download_history
 from kronos_strategies.paper.journal import Journal
 from kronos_strategies.paper.session import PaperSession
 from kronos_strategies.paper.universe import universe_markets, universe_strategy
+from tests.strategies.conftest import TINY
 
 from .helpers import (
     ENV,
@@ -176,3 +177,49 @@ def test_a_restarted_universe_session_resumes_every_symbol_and_decides_as_withou
     finally:
         j.close()
     same_orders(intent_orders(journal, stamps[-1]), backtest_orders(emu.url, tmp_path, stamps))
+
+
+@pytest.mark.slow  # loads the tiny model; the session itself is covered in the default tier above
+def test_the_cli_paper_trades_a_universe_yaml_against_a_multi_symbol_emulator(
+    universe_emulator, tmp_path, capsys
+):
+    """`kronos-bt paper` with a universe: block (no paper.symbol) and the real tiny model, one line per problem."""
+    import yaml
+
+    from kronos_strategies.cli import main
+
+    doc = universe_config(tmp_path, universe_emulator.url)
+    doc["paper"] = {"timeframe": "1m", "url": universe_emulator.url, "journal": str(tmp_path / "cli.sqlite"),
+                    "warmup": 10, "poll": 0.01, "stale_after_bars": None}  # fmt: skip
+    doc["model"] = {"predictor": str(TINY / "predictor"), "tokenizer": str(TINY / "tokenizer")}
+    path = tmp_path / "universe.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    assert main(["paper", str(path), "--max-bars", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "paper trading BTC/USDT, ETH/USDT, SOL/USDT 1m" in out and "4 bar(s) processed" in out
+    j = Journal(tmp_path / "cli.sqlite")
+    try:
+        assert len(j.symbol_bars()) == 4 * len(SYMBOLS)
+    finally:
+        j.close()
+    doc["universe"]["assets"][0]["timeframe"] = "5m"
+    path.write_text(yaml.safe_dump(doc))
+    assert main(["paper", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "universe.assets[0] ('BTC') is binance 5m but paper: trades binance 1m" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_the_emulator_command_serves_several_markets(tmp_path, capsys, monkeypatch):
+    from kronos_strategies.cli import main
+
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    csvs = universe_csvs(tmp_path)
+    argv = ["emulator", "--port", "0", "--history", "50", "--exit-after", "0.2"]
+    for symbol, csv in csvs.items():
+        argv += ["--csv", str(csv), "--symbol", symbol]
+    assert main(argv) == 0
+    assert "emulator serving BTC/USDT, ETH/USDT, SOL/USDT 1m" in capsys.readouterr().out
+    assert main([*argv, "--csv", str(csvs["BTC/USDT"])]) == 2
+    assert "give one --symbol per --csv" in capsys.readouterr().err
