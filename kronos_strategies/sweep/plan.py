@@ -315,7 +315,7 @@ def _walkforward_jobs(groups: dict[str, list[RunSpec]]) -> list[WalkForwardJob]:
     for group, runs in groups.items():
         cfg = runs[0].config
         settings = _finetune_settings(cfg, drop=("progress", "compare_base"))
-        if settings is None:
+        if settings is None or cfg.universe is not None:  # a universe's folds train in its forecast shard
             continue
         key = _digest([runs[0].asset, dataclasses.astuple(cfg.model), settings])
         job = jobs.setdefault(key, WalkForwardJob(key, runs[0].asset, [], []))

@@ -105,13 +105,22 @@ def precompute_shard(shard: Shard, bars: pd.DataFrame) -> dict[str, Any]:
 
 
 def precompute_universe(shard: UniverseShard, frames: dict[str, pd.DataFrame]) -> dict[str, Any]:
-    """Forecast every traded window of the shard's assets (on its universe's calendar) into the cache."""
+    """Forecast every traded window of the shard's assets (on its universe's calendar) into the cache.
+
+    With a ``finetune:`` block (walk-forward) it trains or loads every fold's model and forecasts each fold with it.
+    """
     from ..universe.runner import prepare_universe
 
     cfg = shard.config
+    trained = 0
     try:
         _, forecaster = prepare_universe(cfg, frames, worker_predictor(cfg.model))
-        forecaster.precompute(assets=shard.names)
+        if cfg.finetune is not None:
+            from ..walkforward.universe import run_universe_walkforward
+
+            trained = sum(f.trained for f in run_universe_walkforward(cfg, frames, forecaster))
+        else:
+            forecaster.precompute(assets=shard.names)
     except KronosError as exc:  # the runs of this universe will report it
         return {"group": shard.group, "windows": 0, "computed": 0, "cached": 0, "error": str(exc)}
     stats = forecaster.stats
@@ -120,6 +129,7 @@ def precompute_universe(shard: UniverseShard, frames: dict[str, pd.DataFrame]) -
         "windows": stats.windows,
         "computed": stats.computed,
         "cached": stats.cache_hits,
+        "trained": trained,
     }
 
 

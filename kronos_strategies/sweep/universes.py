@@ -80,7 +80,10 @@ def universe_label(entry: Mapping[str, Any], default: str) -> str:
 def universe_shards(
     group: str, label: str, cfg: BacktestConfig, frames: Mapping[str, pd.DataFrame], workers: int
 ) -> list[UniverseShard]:
-    """The universe's assets split into about ``2 * workers`` shards of whole assets, with their window counts."""
+    """The universe's assets split into about ``2 * workers`` shards of whole assets, with their window counts.
+
+    With a ``finetune:`` block one shard holds every asset: it trains each fold's model once, on all of them.
+    """
     from ..universe.calendar import align_universe
 
     ind = cfg.indicator
@@ -92,7 +95,7 @@ def universe_shards(
     first = int(aligned.index.searchsorted(aligned.start))
     counts = aligned.eligible.iloc[first:].sum(axis=0)
     names = [n for n in aligned.names if counts[n] > 0]
-    size = max(1, math.ceil(len(names) / (2 * workers)))
+    size = len(names) if cfg.finetune is not None else max(1, math.ceil(len(names) / (2 * workers)))
     return [
         UniverseShard(group, label, cfg, part, int(sum(counts[n] for n in part)))
         for part in (names[i : i + size] for i in range(0, len(names), size))

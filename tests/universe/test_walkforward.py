@@ -85,6 +85,7 @@ def test_perturbing_one_asset_after_a_fold_start_leaves_that_fold_unchanged(
     assert not np.array_equal(second.table.signal[t1:t2, b], first.table.signal[t1:t2, b])
 
 
+@pytest.mark.slow  # the perturbation test above is the fast representative of fold-model serving
 def test_fold_models_forecast_their_folds(tmp_path, history, counting_predictor):
     """With fine-tuning the traded signals differ from the base model's; the base's bars before stay equal."""
     raw = _raw(tmp_path, history)
@@ -103,3 +104,21 @@ def test_event_mode_walkforward_is_refused(tmp_path, history, counting_predictor
     raw["engine"]["mode"] = "event"
     with pytest.raises(ConfigError, match="walk-forward on a universe .* runs in vectorised mode"):
         run_universe_backtest(raw, predictor=counting_predictor, frames=history, write_reports=False)
+
+
+def test_walkforward_universe_sweep_trains_each_fold_once_before_the_backtests(tmp_path, history):
+    """A sweep over k with a finetune: block: one precompute trains the folds, the backtests only read."""
+    from kronos_strategies.sweep import run_sweep
+
+    folder = tmp_path / "csv"
+    folder.mkdir()
+    for name, frame in history.items():
+        frame.to_csv(folder / f"{name}.csv", index_label="timestamp")
+    raw = _raw(tmp_path, history)
+    raw["universe"] = {"data_dir": str(folder)}
+    raw["sweep"] = {"params": {"strategy.params.k": [1, 2]}, "objective": "rank_ic", "top_n": 0}
+    result = run_sweep(raw, scheduler="sequential", out=tmp_path / "out")
+    s = result.summary
+    assert not s["errors"] and len(result.table) == 2
+    assert s["folds_trained"] == 3 and s["backtest_forecasts_computed"] == 0
+    assert s["forecasts_computed"] > 0 and result.table["rank_ic"].notna().all()
