@@ -2,7 +2,7 @@
 
 The code of each block is run unchanged; only the folder around it is prepared (the files its relative paths
 name). Where a block as written takes minutes, the slow tier runs it; the fine-tuning block also runs in the
-default tier with its step count capped, so a broken example shows up in ``make test`` too.
+default tier with its steps and window sizes capped, so a broken example shows up in ``make test`` too.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def test_finetune_example_runs_with_few_steps(scratch, training_frames, monkeypa
     import kronos_model.training as training
 
     full = training.FinetuneConfig
-    capped = {"max_steps": 1, "batch_size": 4, "val_fraction": 0.0}  # the example's settings otherwise
+    capped = {"max_steps": 1, "batch_size": 4, "val_fraction": 0.0, "lookback": 32, "horizon": 4}
     monkeypatch.setattr(training, "FinetuneConfig", lambda **kw: full(**{**kw, **capped}))
     names = run_block(block("result = finetune("), {k: v.iloc[-400:] for k, v in training_frames.items()})
     _check_finetune_result(names, scratch / "my-kronos")
