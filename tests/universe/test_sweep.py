@@ -183,3 +183,10 @@ def test_universe_sweep_on_a_local_cluster_equals_one_by_one_backtests(tmp_path,
     assert result.summary["forecasts_computed"] + result.summary["forecasts_reused"] == windows
     assert result.summary["backtest_forecasts_computed"] == 0
     assert np.isfinite(result.table["ic"].to_numpy()).all()
+
+
+def test_example_universe_sweep_yaml_validates():
+    root = Path(__file__).resolve().parents[2]
+    cfg = load_config(root / "backtests" / "universe_sweep.yaml")
+    assert cfg.universe is not None and cfg.sweep.universes == ("data/us_daily",)
+    assert list(cfg.sweep.params) == ["strategy.params.k", "strategy.params.n_drop"]
