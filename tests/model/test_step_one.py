@@ -63,3 +63,31 @@ def test_step_one_report_on_real_windows(tiny_predictor, sp500):
     assert row["recon_mse_last"] > 0 and row["median_abs_return"] > 0
     for key in ("offset_ratio", "offset_ratio_anchored", "p_up_extreme_share", "p_up_extreme_share_anchored"):
         assert np.isfinite(row[key])
+
+
+def test_tokenizer_position_weights_stress_the_tail():
+    from kronos_model.train_default import tokenizer_position_weights
+
+    w = tokenizer_position_weights(8, 2, tail=2, weight=4.0)
+    assert w.mean() == pytest.approx(1.0)
+    # 6 bars at 1, the last 2 lookback bars and 2 horizon bars at 4: mean 22 / 10
+    np.testing.assert_allclose(w, np.array([1] * 6 + [4] * 4) / 2.2)
+
+
+def test_weighted_tokenizer_loss_is_the_weighted_mean_of_squared_errors(tiny_predictor):
+    import torch
+
+    from kronos_model.training.loop import tokenizer_loss
+
+    tok = tiny_predictor.tokenizer.eval()
+    x = torch.randn(2, 12, 6, generator=torch.Generator().manual_seed(0))
+    plain, metric = tokenizer_loss(tok, x)
+    ones, _ = tokenizer_loss(tok, x, torch.ones(12))
+    assert ones.item() == pytest.approx(plain.item(), rel=1e-6)
+    last = torch.zeros(12)
+    last[-1] = 12.0  # all weight on the last bar (mean 1)
+    weighted, metric_w = tokenizer_loss(tok, x, last)
+    (z_pre, z), bsq, _, _ = tok(x)
+    by_hand = (((z_pre - x)[:, -1] ** 2).mean() + ((z - x)[:, -1] ** 2).mean() + bsq) / 2
+    assert weighted.item() == pytest.approx(by_hand.item(), rel=1e-5)
+    assert metric_w.item() == pytest.approx(metric.item())  # the validation metric stays the plain MSE

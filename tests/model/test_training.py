@@ -256,7 +256,7 @@ def test_default_training_data_stops_at_2014():
     from kronos_model.train_default import TRAIN_END, training_frames
 
     frames = training_frames()
-    assert set(frames) == {"sp500_daily", "sp500_weekly", "nasdaq_daily", "nasdaq_weekly"}
+    assert set(frames) == {f"{n}_{f}" for n in ("sp500", "nasdaq", "msft") for f in ("daily", "weekly")}
     for df in frames.values():
         assert df.index.max() <= pd.Timestamp(TRAIN_END) and len(df) > 500
         assert list(df.columns) == ["open", "high", "low", "close", "volume"]
