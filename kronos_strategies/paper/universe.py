@@ -157,7 +157,7 @@ def live_forecaster(
     if limit is not None and ind.lookback > int(limit):
         raise ConfigError(f"indicator.lookback={ind.lookback} exceeds the model's context of {limit} bars")
     spec = ForecastSpec(pred_len=ind.pred_len, sample_count=ind.sample_count, T=ind.T, top_k=ind.top_k,
-                        top_p=ind.top_p, seed=ind.seed)  # fmt: skip
+                        top_p=ind.top_p, seed=ind.seed, anchor=ind.anchor)  # fmt: skip
     return LiveUniverseForecaster(names, predictor, spec, ind.cache_dir, lookback=ind.lookback,
                                   horizon=ind.horizon, signal=uni.signal, batch_size=ind.batch_size,
                                   min_history=uni.min_history)  # fmt: skip
