@@ -54,6 +54,7 @@ def example_frames(sp500):
             "df1": df.iloc[-120:], "df2": df.iloc[-90:], "df3": df}  # fmt: skip
 
 
+@pytest.mark.slow  # the model API itself is exercised in tests/model; the signal example below stays fast
 def test_model_example_runs_as_written(example_frames):
     names = dict(example_frames)
     exec(compile(_block("fc = predictor.forecast("), "README", "exec"), names)  # noqa: S102

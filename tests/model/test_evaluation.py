@@ -83,6 +83,7 @@ def test_baselines_only_windows_and_scores():
     assert np.isfinite(res.metric("crps").to_numpy()).all()
 
 
+@pytest.mark.slow  # GARCH refits on every window of two spans; no-lookahead of the same windows stays fast below
 def test_a_window_does_not_depend_on_the_evaluated_span():
     df = _bars(100)
     wide = evaluate(df, None, lookback=30, horizon=3, sample_count=8, seed=5)

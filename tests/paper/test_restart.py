@@ -46,6 +46,7 @@ def holed_emulator(tmp_path):
     emu.stop()
 
 
+@pytest.mark.slow  # restarts stay in the default tier: tests/paper/test_universe.py (a restarted session)
 def test_restart_across_a_hole_processes_every_bar_and_keeps_the_exits(holed_emulator, tmp_path):
     emu, candles = holed_emulator
     strategy = recording(load_object("threshold"))
