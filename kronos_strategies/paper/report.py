@@ -1,4 +1,5 @@
-"""Tear-sheet of a paper/sandbox/live session from its journal: equity returns against buy-and-hold."""
+"""Tear-sheet of a paper/sandbox/live session from its journal: equity returns against buy-and-hold (a universe
+session: against the equal-weight universe, rebalanced every bar)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from kronos_strategies.reporting import periods_per_year, write_tearsheet
 
 
 def journal_returns(path: str | Path) -> tuple[pd.Series, pd.Series]:
-    """Per-bar returns of the session's equity and of holding the asset, indexed by bar open time (UTC)."""
+    """Per-bar returns of the session's equity and of holding the asset (every symbol at equal weight in a
+    universe session), indexed by bar open time (UTC)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(2, "no such journal", str(path))
@@ -20,6 +22,12 @@ def journal_returns(path: str | Path) -> tuple[pd.Series, pd.Series]:
         rows = db.execute(
             "SELECT e.bar_ts, e.value, b.close FROM equity e JOIN bars b USING (bar_ts) ORDER BY bar_ts"
         ).fetchall()
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        symbols = (
+            db.execute("SELECT bar_ts, symbol, close FROM symbol_bars").fetchall()
+            if "symbol_bars" in tables
+            else []
+        )
     if len(rows) < 3:
         raise InsufficientHistoryError(
             f"journal {path} has {len(rows)} processed bar(s); a report needs at least 3"
@@ -27,7 +35,16 @@ def journal_returns(path: str | Path) -> tuple[pd.Series, pd.Series]:
     frame = pd.DataFrame(rows, columns=["ts", "value", "close"])
     frame.index = pd.DatetimeIndex(pd.to_datetime(frame.pop("ts"), unit="ms"), name="datetime")
     returns = frame["value"].pct_change().fillna(0.0).rename("Strategy")
-    benchmark = frame["close"].pct_change().fillna(0.0).rename("Buy & hold")
+    if (
+        symbols
+    ):  # a symbol without a bar (a hole) earns nothing at that bar; nothing is forward-filled into a return
+        close = pd.DataFrame(symbols, columns=["ts", "symbol", "close"]).pivot(index="ts", columns="symbol")[
+            "close"
+        ]
+        moved = (close / close.ffill().shift(1) - 1.0).fillna(0.0).mean(axis=1)
+        benchmark = pd.Series(moved.to_numpy(), index=frame.index, name="Equal weight")
+    else:
+        benchmark = frame["close"].pct_change().fillna(0.0).rename("Buy & hold")
     return returns, benchmark
 
 
@@ -55,6 +72,9 @@ def inspect_journal(path: str | Path) -> tuple[list[str], int]:
         orders = db.execute("SELECT * FROM orders").fetchall()
         fills = db.execute("SELECT * FROM fills ORDER BY ts, trade_id").fetchall()
         last = db.execute("SELECT size FROM positions ORDER BY bar_ts DESC LIMIT 1").fetchone()
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        held_rows = (db.execute("SELECT symbol, size FROM symbol_bars WHERE bar_ts=(SELECT MAX(bar_ts) FROM bars)")
+                     .fetchall() if "symbol_bars" in tables else [])  # fmt: skip
     by_cid: dict[str, list[sqlite3.Row]] = {}
     for row in orders:
         by_cid.setdefault(row["cid"], []).append(row)
@@ -64,7 +84,8 @@ def inspect_journal(path: str | Path) -> tuple[list[str], int]:
     lines, problems = [], 0
     for intent in intents:
         stamp = pd.Timestamp(intent["bar_ts"], unit="ms")
-        lines.append(f"{intent['cid']}  bar {stamp:%Y-%m-%d %H:%M}  {intent['side']} {intent['amount']:.8g} "
+        market = f"{intent['symbol']} " if "symbol" in intent.keys() and intent["symbol"] else ""
+        lines.append(f"{intent['cid']}  bar {stamp:%Y-%m-%d %H:%M}  {market}{intent['side']} {intent['amount']:.8g} "
                      f"{intent['type']}  -> {intent['status']}" + (f" ({intent['reason']})" if intent["reason"] else ""))  # fmt: skip
         exchange_orders = by_cid.get(intent["cid"], [])
         if len(exchange_orders) > 1:
@@ -73,7 +94,9 @@ def inspect_journal(path: str | Path) -> tuple[list[str], int]:
         if intent["status"] == "lost":
             problems += 1
             lines.append("    !! LOST: never reached the exchange and never re-sent")
-        total = 0.0
+        total = (
+            sum(f["amount"] for f in fills_of.get(intent["cid"], [])) if not exchange_orders else 0.0
+        )  # paper
         for order in exchange_orders:
             got = fills_of.get(str(order["order_id"]), [])
             amount = sum(f["amount"] for f in got)
@@ -90,6 +113,18 @@ def inspect_journal(path: str | Path) -> tuple[list[str], int]:
             problems += 1
             lines.append(f"    !! MISMATCH: closed intent of {intent['amount']:.8g} filled {total:.8g}")
     sign = {"buy": 1.0, "sell": -1.0}
+    if held_rows:  # a universe session: each symbol's position against its own fills
+        symbol_of = {i["cid"]: i["symbol"] for i in intents}
+        for symbol, size in held_rows:
+            held = sum(
+                sign.get(f["side"], 0.0) * f["amount"] for f in fills if symbol_of.get(f["cid"]) == symbol
+            )
+            if abs(held - size) > 1e-9:
+                problems += 1
+                lines.append(
+                    f"!! MISMATCH: journaled {symbol} position {size:.8g}, its fills sum to {held:.8g}"
+                )
+        last = None
     held = sum(sign.get(f["side"], 0.0) * f["amount"] for f in fills)
     if last is not None and abs(held - last[0]) > 1e-9:
         problems += 1

@@ -10,6 +10,7 @@ from kronos_strategies.config import load_config
 from kronos_strategies.errors import ConfigError
 from kronos_strategies.exchange import download_history
 from kronos_strategies.paper.journal import Journal
+from kronos_strategies.paper.report import inspect_journal, journal_returns
 from kronos_strategies.paper.session import PaperSession
 from kronos_strategies.paper.universe import universe_markets, universe_strategy
 from tests.strategies.conftest import TINY
@@ -76,6 +77,21 @@ def test_topk_universe_session_sends_the_backtest_orders(universe_emulator, tmp_
         assert intents and all(r["symbol"] in SYMBOLS for r in intents)
         assert len({r["cid"] for r in intents}) == len(intents)
         assert all(f"-m{list(SYMBOLS).index(r['symbol'])}-" in r["cid"] for r in intents)
+        returns, benchmark = journal_returns(journal)  # the report's benchmark: every symbol at equal weight
+        closes = {}
+        for name, symbol in SYMBOLS.items():
+            frame = download_history(
+                _client(emu.url, symbol), "1m", stamps[0] - 20 * TF_MS, stamps[-1] + TF_MS
+            )
+            closes[name] = frame["close"]
+        close = pd.DataFrame(closes)  # union of the symbols' bars; SOL is NaN in its hole
+        moved = (close / close.ffill().shift(1) - 1.0).fillna(0.0).mean(axis=1)
+        expected = moved[moved.index >= pd.Timestamp(stamps[0], unit="ms")].to_numpy().copy()
+        expected[0] = 0.0  # the first processed bar has no return in the journal
+        assert benchmark.name == "Equal weight" and benchmark.to_numpy() == pytest.approx(expected, abs=1e-12)
+        assert len(returns) == 24
+        lines, problems = inspect_journal(journal)
+        assert problems == 0 and "SOL/USDT" not in lines[-1]
         held = j.holdings()
         assert {n: round(s, 9) for n, (s, _) in held.items()} == {
             d._name: round(live.broker.getposition(d).size, 9) for d in live.datas
@@ -223,3 +239,9 @@ def test_the_emulator_command_serves_several_markets(tmp_path, capsys, monkeypat
     assert "emulator serving BTC/USDT, ETH/USDT, SOL/USDT 1m" in capsys.readouterr().out
     assert main([*argv, "--csv", str(csvs["BTC/USDT"])]) == 2
     assert "give one --symbol per --csv" in capsys.readouterr().err
+
+
+def _client(url: str, symbol: str):  # noqa: ANN202 - an ExchangeClient
+    client = exchange_client(url)
+    client.symbol = symbol
+    return client
