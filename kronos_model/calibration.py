@@ -14,9 +14,7 @@ depends only on forecasts issued at or before t - h whose outcomes (closes up to
 
 from __future__ import annotations
 
-import bisect
 import math
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -37,14 +35,16 @@ _TINY = 1e-12  # floor of a half-band (return units) so a degenerate forecast ca
 @dataclass(frozen=True)
 class CalibrationSpec:
     """How to calibrate: ``method`` (``aci``), ``target`` coverage of the central band (None: the caller's
-    band, e.g. the indicator's quantiles), ACI step ``gamma``, rolling ``window`` of scores per horizon, and
-    ``warmup`` scores a horizon needs before its band is rescaled (until then the raw band is issued)."""
+    band, e.g. the indicator's quantiles), ACI step ``gamma``, rolling ``window`` of scores per horizon,
+    ``warmup`` scores a horizon needs before its band is rescaled (until then the raw band is issued), and
+    ``shift``: also re-centre the median by the median of recent residuals (a biased forecaster)."""
 
     method: str = "aci"
     target: float | None = None
     gamma: float = 0.005
     window: int = 500
     warmup: int = 20
+    shift: bool = True
 
     def check(self, where: str = "calibration") -> CalibrationSpec:
         """Raise a one-line ConfigError naming the key and the allowed range; return self."""
@@ -97,11 +97,48 @@ class _Pending:
     """One step of an issued forecast waiting for its outcome bar."""
 
     horizon: int
-    median: float  # return units
-    below: float  # median - lower band edge (raw)
-    above: float  # upper band edge - median (raw)
+    median: float  # raw median return
+    below: float  # raw median - lower band edge
+    above: float  # raw upper band edge - median
     base: float  # last close the returns are measured from
     scale: float  # k issued for this step; NaN during warm-up (raw band, no ACI update)
+    shift: float  # median shift issued (0 during warm-up)
+
+
+class _History:
+    """The last ``window`` resolved steps of one horizon: residual (realised - raw median) and raw half-bands."""
+
+    def __init__(self, window: int) -> None:
+        self.data = np.zeros((3, window))
+        self.n = 0
+        self._next = 0
+
+    def add(self, residual: float, below: float, above: float) -> None:
+        self.data[:, self._next] = (residual, below, above)
+        self._next = (self._next + 1) % self.data.shape[1]
+        self.n = min(self.n + 1, self.data.shape[1])
+
+    def view(self) -> np.ndarray:
+        return self.data[:, : self.n]
+
+
+def _half_bands(below: np.ndarray, above: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Half-bands below / above the median, each at least a quarter of their mean: a forecast whose samples
+    bunch on one side of the median cannot make a score (and then a band) explode."""
+    floor = np.maximum(0.25 * (below + above) / 2.0, _TINY)
+    return np.maximum(below, floor), np.maximum(above, floor)
+
+
+def _score(residual: float, below: float, above: float, shift: float) -> float:
+    """One outcome's score (see ``_scores``)."""
+    d = residual - shift
+    return d / max(above, _TINY) if d >= 0 else -d / max(below, _TINY)
+
+
+def _scores(residual: np.ndarray, below: np.ndarray, above: np.ndarray, shift: float) -> np.ndarray:
+    """Distance of each outcome from the (shifted) median in units of the raw half-band on its side."""
+    d = residual - shift
+    return np.where(d >= 0, d / np.maximum(above, _TINY), -d / np.maximum(below, _TINY))
 
 
 class OnlineCalibrator:
@@ -115,19 +152,30 @@ class OnlineCalibrator:
             cal.observe(closes[t])
             if t has a forecast:
                 calibrated = cal.apply(forecast_made_at_t)
+
+    With ``shift`` (default) the median is also moved by the median of recent residuals (realised minus
+    forecast median), so a biased forecaster is re-centred before its spread is rescaled.
     """
 
     def __init__(
-        self, target: float = 0.8, *, gamma: float = 0.005, window: int = 500, warmup: int = 20
+        self,
+        target: float = 0.8,
+        *,
+        gamma: float = 0.005,
+        window: int = 500,
+        warmup: int = 20,
+        shift: bool = True,
     ) -> None:
-        self.spec = CalibrationSpec(target=target, gamma=gamma, window=window, warmup=warmup).check()
+        self.spec = CalibrationSpec(
+            target=target, gamma=gamma, window=window, warmup=warmup, shift=shift
+        ).check()
         self.target = float(target)
         self._alpha: list[float] = []
-        self._scores: list[deque[float]] = []  # per horizon: recent scores in arrival order ...
-        self._sorted: list[list[float]] = []  # ... and the same scores sorted (quantiles in O(1))
+        self._history: list[_History] = []
         self._pending: dict[int, list[_Pending]] = {}
         self._bar = -1
         self.last_scales: np.ndarray = np.empty(0)  # k issued to the last applied forecast, per step
+        self.last_shifts: np.ndarray = np.empty(0)  # median shift issued to it, per step (return units)
         # per horizon: outcomes scored, inside the raw band, inside the issued band (calibrated ones only)
         self._scored: list[int] = []
         self._raw_hits: list[int] = []
@@ -138,7 +186,7 @@ class OnlineCalibrator:
     def from_spec(cls, spec: CalibrationSpec, *, target: float = 0.8) -> OnlineCalibrator:
         """A calibrator from a spec (its ``target`` when set, else ``target``)."""
         return cls(spec.target if spec.target is not None else target, gamma=spec.gamma, window=spec.window,
-                   warmup=spec.warmup)  # fmt: skip
+                   warmup=spec.warmup, shift=spec.shift)  # fmt: skip
 
     # ------------------------------------------------------------------ the clock
 
@@ -157,29 +205,21 @@ class OnlineCalibrator:
 
     def _resolve(self, item: _Pending, realised: float) -> None:
         j = item.horizon - 1
-        if realised >= item.median:
-            score = (realised - item.median) / max(item.above, _TINY)
-        else:
-            score = (item.median - realised) / max(item.below, _TINY)
+        residual = realised - item.median
         self._scored[j] += 1
-        self._raw_hits[j] += score <= 1.0
+        self._raw_hits[j] += _score(residual, item.below, item.above, 0.0) <= 1.0
         if not math.isnan(item.scale):
-            miss = score > item.scale
+            miss = _score(residual, item.below, item.above, item.shift) > item.scale
             self._issued[j] += 1
             self._issued_hits[j] += not miss
             alpha = self._alpha[j] + self.spec.gamma * ((1.0 - self.target) - miss)
             self._alpha[j] = min(max(alpha, 0.0), 1.0)  # 0: the widest band (max score) already missed
-        recent, ordered = self._scores[j], self._sorted[j]
-        if len(recent) == recent.maxlen:
-            del ordered[bisect.bisect_left(ordered, recent[0])]
-        recent.append(score)
-        bisect.insort(ordered, score)
+        self._history[j].add(residual, item.below, item.above)
 
     def _grow(self, pred_len: int) -> None:
         while len(self._alpha) < pred_len:
             self._alpha.append(1.0 - self.target)
-            self._scores.append(deque(maxlen=self.spec.window))
-            self._sorted.append([])
+            self._history.append(_History(self.spec.window))
             for counts in (self._scored, self._raw_hits, self._issued, self._issued_hits):
                 counts.append(0)
 
@@ -187,16 +227,23 @@ class OnlineCalibrator:
 
     def scales(self, pred_len: int) -> np.ndarray:
         """Current band multiplier ``k`` per horizon [pred_len]; NaN where a horizon is still warming up."""
+        return self._calibration(pred_len)[0]
+
+    def _calibration(self, pred_len: int) -> tuple[np.ndarray, np.ndarray]:
+        """Band multiplier k and median shift per horizon from the resolved steps (NaN, 0 in warm-up)."""
         self._grow(pred_len)
-        out = np.full(pred_len, np.nan)
+        k, shift = np.full(pred_len, np.nan), np.zeros(pred_len)
         for j in range(pred_len):
-            ordered = self._sorted[j]
-            n = len(ordered)
+            hist = self._history[j]
+            n = hist.n
             if n < self.spec.warmup:
                 continue
+            residual, below, above = hist.view()
+            shift[j] = float(np.median(residual)) if self.spec.shift else 0.0
+            scores = _scores(residual, below, above, shift[j])
             rank = math.ceil((n + 1) * (1.0 - self._alpha[j]))  # finite-sample conformal quantile
-            out[j] = 0.0 if rank <= 0 else ordered[min(rank, n) - 1]
-        return out
+            k[j] = 0.0 if rank <= 0 else float(np.partition(scores, min(rank, n) - 1)[min(rank, n) - 1])
+        return k, shift
 
     def _band(self, returns: np.ndarray) -> np.ndarray:
         """Median and central ``target`` band edges of cumulative returns [..., S, H]: [3, ..., H] (med, lo, hi)."""
@@ -204,17 +251,18 @@ class OnlineCalibrator:
         lo, med, hi = np.quantile(np.asarray(returns, np.float64), [lo_q, 0.5, hi_q], axis=-2)
         return np.stack([med, lo, hi])
 
-    def _issue(self, band: np.ndarray, base: float) -> np.ndarray:
-        """Scales k [H] for a forecast made now (band [3, H] from ``_band``); its steps are queued for scoring."""
+    def _issue(self, band: np.ndarray, base: float) -> tuple[np.ndarray, np.ndarray]:
+        """(k, shift) [H] for a forecast made now (band [3, H] from ``_band``); its steps are queued for scoring."""
         med, lo, hi = band
-        k = self.last_scales = self.scales(len(med))
+        below, above = _half_bands(med - lo, hi - med)
+        k, shift = self._calibration(len(med))
+        self.last_scales, self.last_shifts = k, shift
         for j in range(len(med)):
             self._pending.setdefault(self._bar + j + 1, []).append(
-                _Pending(
-                    j + 1, float(med[j]), float(med[j] - lo[j]), float(hi[j] - med[j]), base, float(k[j])
-                )
-            )
-        return k
+                _Pending(j + 1, float(med[j]), float(below[j]), float(above[j]), base, float(k[j]),
+                         float(shift[j]))
+            )  # fmt: skip
+        return k, shift
 
     def apply_paths(self, paths: np.ndarray, last_close: float) -> np.ndarray:
         """Calibrated close paths [S, H] of a forecast made at the last observed bar (float64)."""
@@ -224,8 +272,8 @@ class OnlineCalibrator:
         base = _check_base(last_close)
         returns = paths / base - 1.0
         band = self._band(returns)
-        k = self._issue(band, base)
-        return base * (1.0 + _rescale(returns, band[0], k))
+        k, shift = self._issue(band, base)
+        return base * (1.0 + _rescale(returns, band[0], k, shift))
 
     def apply(self, forecast: Forecast) -> Forecast:
         """The calibrated forecast (price columns rescaled about the close's median return, per step).
@@ -234,7 +282,7 @@ class OnlineCalibrator:
         """
         base = _check_base(forecast.last_close)
         band = self._band(forecast.paths("close").astype(np.float64) / base - 1.0)
-        k, med = self._issue(band, base), band[0]
+        (k, shift), med = self._issue(band, base), band[0]
         if np.isnan(k).all():
             return forecast
         samples = forecast.samples.copy()
@@ -242,7 +290,7 @@ class OnlineCalibrator:
             if name in forecast.columns:
                 c = forecast.columns.index(name)
                 returns = samples[:, :, c].astype(np.float64) / base - 1.0
-                samples[:, :, c] = (base * (1.0 + _rescale(returns, med, k))).astype(samples.dtype)
+                samples[:, :, c] = (base * (1.0 + _rescale(returns, med, k, shift))).astype(samples.dtype)
         return replace(forecast, samples=samples)
 
     # ------------------------------------------------------------------ what happened
@@ -273,13 +321,12 @@ def _check_base(last_close: float) -> float:
     return base
 
 
-def _rescale(returns: np.ndarray, median: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """Returns [S, H] scaled about the median by k per step; NaN k (warm-up) leaves the step as it is.
-
-    Kept above -100 % so a very wide band never produces a non-positive price.
-    """
-    k = np.where(np.isnan(k), 1.0, k)
-    out = median + k * (returns - median)
+def _rescale(returns: np.ndarray, median: np.ndarray, k: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """Returns [S, H] scaled about the median by k and moved by ``shift`` per step; NaN k (warm-up) leaves the
+    step as it is. Kept above -100 % so a very wide band never produces a non-positive price."""
+    nan = np.isnan(k)
+    k, shift = np.where(nan, 1.0, k), np.where(nan, 0.0, shift)
+    out = median + shift + k * (returns - median)
     return np.maximum(out, -1.0 + 1e-6)
 
 
@@ -320,8 +367,8 @@ def calibrate_paths(
             cal.observe(closes[next_bar])
             next_bar += 1
         base = _check_base(last_close[n])
-        scales[n] = cal._issue(bands[:, n], base)  # same as apply_paths, with the bands computed at once
-        out[n] = base * (1.0 + _rescale(paths[n] / base - 1.0, bands[0, n], scales[n]))
+        scales[n], shift = cal._issue(bands[:, n], base)  # as apply_paths, with the bands computed at once
+        out[n] = base * (1.0 + _rescale(paths[n] / base - 1.0, bands[0, n], scales[n], shift))
     return out, scales
 
 

@@ -71,7 +71,7 @@ def test_forecasts_issued_up_to_t_ignore_every_later_outcome() -> None:
 
 def test_a_one_step_outcome_is_used_only_from_the_bar_it_happens() -> None:
     """Hand-computed: samples -1 %, 0, +1 % give a raw 80 % band of +-0.8 %; a +1.6 % outcome scores 2."""
-    cal = OnlineCalibrator(target=0.8, warmup=1, window=10)
+    cal = OnlineCalibrator(target=0.8, warmup=1, window=10, shift=False)
     returns = np.array([[-0.01], [0.0], [0.01]])
     cal.observe(100.0)
     first = cal.apply_paths(100.0 * (1 + returns), 100.0)
@@ -82,6 +82,21 @@ def test_a_one_step_outcome_is_used_only_from_the_bar_it_happens() -> None:
     assert cal.last_scales[0] == pytest.approx(2.0)
     np.testing.assert_allclose(np.quantile(second[:, 0] / 101.6 - 1, [0.1, 0.9]), [-0.016, 0.016])
     assert cal.coverage()["raw"] == [0.0]
+
+
+def test_a_biased_forecaster_is_recentred_by_its_median_residual() -> None:
+    """Forecasts 1 % too low at every step: after the warm-up the median moves up by that 1 %."""
+    cal = OnlineCalibrator(target=0.8, warmup=5, window=20)
+    spread = np.linspace(-0.02, 0.02, 9)[:, None]  # symmetric samples about the median
+    close = 100.0
+    for _ in range(12):
+        cal.observe(close)
+        cal.apply_paths(close * 0.99 * (1 + spread), close)  # median return -1 %
+        close *= 1.0  # the price does not move: every residual is +1 %
+    cal.observe(close)
+    out = cal.apply_paths(close * 0.99 * (1 + spread), close)
+    np.testing.assert_allclose(cal.last_shifts, [0.01], atol=1e-12)
+    np.testing.assert_allclose(np.median(out[:, 0]) / close - 1, 0.0, atol=1e-12)
 
 
 def test_calibrate_forecasts_matches_the_clocked_calibrator_and_keeps_warm_up_raw() -> None:
