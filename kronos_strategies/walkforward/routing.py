@@ -15,7 +15,7 @@ from kronos_model.forecast import Forecast
 
 from ..cache import ForecastCache
 from ..errors import ConfigError
-from ..forecasting import ForecastSpec, cached_forecasts
+from ..forecasting import ForecastSpec, FrameWindows, SeriesWindows, cached_forecasts
 from .folds import Fold
 from .store import WALKFORWARD_VERSION
 
@@ -40,10 +40,16 @@ class ModelSlot:
         """The slot's model forecasts (loaded on first use: cache hits never load it)."""
         return self.predictor.forecast_batch(df_list, pred_len, **kwargs)
 
+    def forecast_series(
+        self, series: Any, ends: Sequence[int], pred_len: int, **kwargs: Any
+    ) -> list[Forecast]:
+        """Windows sliced from a prepared series (``KronosPredictor.forecast_series``), loaded on first use."""
+        return self.predictor.forecast_series(series, ends, pred_len, **kwargs)
+
 
 def serve(
     slot: ModelSlot,
-    windows: Sequence[pd.DataFrame],
+    windows: Sequence[pd.DataFrame] | SeriesWindows,
     spec: ForecastSpec,
     cache: ForecastCache | None,
     batch_size: int,
@@ -117,9 +123,6 @@ class WalkForwardPredictor:
         windows = [
             df.set_axis(frame_timestamps(df, x)) if x is not None else df for df, x in zip(df_list, xs)
         ]
-        groups: dict[int, list[int]] = {}
-        for j, w in enumerate(windows):
-            groups.setdefault(self.fold_for(frame_timestamps(w)[-1]), []).append(j)
         spec = ForecastSpec(
             pred_len=pred_len,
             sample_count=sample_count,
@@ -129,10 +132,56 @@ class WalkForwardPredictor:
             seed=seed,
             anchor=anchor,
         )
-        out: list[Forecast | None] = [None] * len(windows)
+        last_times = [frame_timestamps(w)[-1] for w in windows]
+        return self._serve(
+            last_times, lambda members: FrameWindows([windows[j] for j in members]), spec, batch_size
+        )
+
+    def forecast_series(
+        self,
+        series: Any,
+        ends: Sequence[int],
+        pred_len: int,
+        *,
+        lookback: int,
+        sample_count: int = 20,
+        T: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 0.9,
+        seed: int | None = None,
+        batch_size: int | None = 64,
+        anchor: bool = False,
+        **_: Any,
+    ) -> list[Forecast]:
+        """Windows sliced from a prepared series, grouped by serving model (``forecast_series`` API)."""
+        spec = ForecastSpec(
+            pred_len=pred_len,
+            sample_count=sample_count,
+            T=T,
+            top_k=top_k,
+            top_p=top_p,
+            seed=seed,
+            anchor=anchor,
+        )
+        last_times = [series.times[int(end) - 1] for end in ends]
+        return self._serve(
+            last_times,
+            lambda members: SeriesWindows(series, [ends[j] for j in members], lookback),
+            spec,
+            batch_size,
+        )
+
+    def _serve(
+        self, last_times: list[pd.Timestamp], windows_of: Callable, spec: ForecastSpec, batch_size
+    ) -> list:
+        """Group windows by the fold serving their last bar; each group through its model and the cache."""
+        groups: dict[int, list[int]] = {}
+        for j, last in enumerate(last_times):
+            groups.setdefault(self.fold_for(last), []).append(j)
+        out: list[Forecast | None] = [None] * len(last_times)
         for k, members in groups.items():
             slot = self._base_slot if k < 0 else self.slots[k]
-            got, n = serve(slot, [windows[j] for j in members], spec, self.cache, batch_size or 64)
+            got, n = serve(slot, windows_of(members), spec, self.cache, batch_size or 64)
             self.computed += n
             for j, forecast in zip(members, got, strict=True):
                 out[j] = forecast

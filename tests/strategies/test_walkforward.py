@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from kronos_model.errors import InsufficientHistoryError
+from kronos_model.series import PreparedSeries
 from kronos_strategies.cache import ForecastCache
 from kronos_strategies.config import load_config
 from kronos_strategies.errors import ConfigError
@@ -151,11 +152,18 @@ def test_router_serves_each_bar_with_its_folds_model(
         assert o.fold.train_to < o.fold.trade_from
     p = int(result.folds[2].positions[3])
     window = bars.iloc[p - SPEC.lookback + 1 : p + 1]
-    again = router.forecast(window, SPEC.pred_len, sample_count=SPEC.sample_count, seed=SPEC.seed)
-    direct = result.predictor.slots[2].predictor.forecast(window, SPEC.pred_len, sample_count=SPEC.sample_count,
-                                                           seed=SPEC.seed)  # fmt: skip
+    kwargs = dict(sample_count=SPEC.sample_count, seed=SPEC.seed, anchor=SPEC.anchor)  # as the run forecast
+    again = router.forecast(window, SPEC.pred_len, **kwargs)
+    direct = result.predictor.slots[2].predictor.forecast(window, SPEC.pred_len, **kwargs)
     assert np.array_equal(again.samples, direct.samples)
     assert np.array_equal(again.samples, result.folds[2].forecasts[3].samples)
+    # windows sliced from one prepared series go to the same models with the same numbers
+    ends = [149, *(int(o.positions[1]) + 1 for o in result.folds)]
+    sliced = router.forecast_series(PreparedSeries.from_frame(bars), ends, SPEC.pred_len, lookback=SPEC.lookback,
+                                    **kwargs)  # fmt: skip
+    frames = router.forecast_batch([bars.iloc[e - SPEC.lookback : e] for e in ends], SPEC.pred_len, **kwargs)
+    for a, b in zip(sliced, frames, strict=True):
+        assert a.history_end == b.history_end and np.array_equal(a.samples, b.samples)
 
 
 # ------------------------------------------------------------------------------------------ resume and cache
@@ -239,10 +247,11 @@ def test_backtest_reads_precomputed_forecasts_of_each_fold(
     traded = history.loc["2015-01-01":"2015-03-31"].index
     wf = walkforward.prepare_backtest(cfg, counting_predictor, history, traded[0], traded[-1])
     calls = []
-    real = KronosPredictor.forecast_batch
-    monkeypatch.setattr(
-        KronosPredictor, "forecast_batch", lambda self, *a, **k: calls.append(1) or real(self, *a, **k)
-    )
+    for name in ("forecast_batch", "forecast_series"):  # no window reaches a model by either path
+        real = getattr(KronosPredictor, name)
+        monkeypatch.setattr(
+            KronosPredictor, name, lambda self, *a, _real=real, **k: calls.append(1) or _real(self, *a, **k)
+        )
     result = run_backtest(cfg, predictor=counting_predictor, write_reports=False)
     assert calls == []  # every window the indicator asked for was precomputed, under the same key
     for t in (traded[0], traded[30], traded[-1]):
@@ -250,7 +259,7 @@ def test_backtest_reads_precomputed_forecasts_of_each_fold(
         fold = wf.folds[k]
         assert fold.trade_from <= t <= fold.trade_to and fold.train_to < t
         window = history.loc[:t].iloc[-SPEC.lookback :]
-        forecast = wf.slots[k].predictor.forecast(window, 4, sample_count=4, seed=0)
+        forecast = wf.slots[k].predictor.forecast(window, 4, sample_count=4, seed=0, anchor=SPEC.anchor)
         assert result.signals.loc[t, "prob_up"] == forecast.prob_up(4)
         assert result.signals.loc[t, "expected_return"] == forecast.expected_return(4)
 
