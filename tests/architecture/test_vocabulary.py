@@ -114,3 +114,12 @@ def test_sampling_options_match_the_yaml_keys():
     for yaml_key, option in (("pred_len", "--pred-len"), ("sample_count", "--sample-count"),
                              ("T", "--temperature"), ("top_k", "--top-k"), ("top_p", "--top-p")):  # fmt: skip
         assert forecast[option].dest in (yaml_key, "temperature"), option
+
+
+def test_forecast_out_is_a_directory_and_a_csv_name_still_works():
+    from kronos_strategies.commands.backtest import _forecast_csv
+
+    assert _forecast_csv("data/bars.csv", "fc") == Path("fc") / "forecast.csv"
+    assert _forecast_csv("data/bars.csv", None) == Path("data/bars_forecast.csv")
+    with pytest.warns(DeprecationWarning, match="--out is a directory now"):
+        assert _forecast_csv("data/bars.csv", "old/fc.csv") == Path("old/fc.csv")
