@@ -72,6 +72,10 @@ class SwappablePredictor:
         """``KronosPredictor.forecast`` of the current model."""
         return self.model.forecast(*args, **kwargs)
 
+    def forecast_series(self, *args: Any, **kwargs: Any) -> list[Any]:
+        """``KronosPredictor.forecast_series`` of the current model (windows sliced from a prepared series)."""
+        return self.model.forecast_series(*args, **kwargs)
+
 
 @dataclasses.dataclass
 class _Job:
