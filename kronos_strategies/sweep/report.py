@@ -131,6 +131,8 @@ def summary_text(
         f"backtests computed {summary['backtest_forecasts_computed']} more; model loads per worker: "
         f"{sorted(summary['model_loads'].values())}",
     ]
+    if not summary["executed"] and summary.get("cluster") is False and not summary["model_loads"]:
+        lines.append("nothing to do: every run is recorded; no cluster started, no model loaded")
     if summary.get("folds_trained"):
         lines.append(f"walk-forward: {summary['folds_trained']} fold models trained before the backtests")
     for run_id, message in summary["errors"].items():

@@ -145,6 +145,7 @@ def test_rerun_with_every_run_recorded_starts_no_cluster_and_loads_no_model(tmp_
     assert again.summary["executed"] == 0 and again.summary["skipped"] == len(first.table)
     assert again.summary["cluster"] is False and again.summary["model_loads"] == {}
     assert again.summary["top"] == first.summary["top"]
+    assert "nothing to do: every run is recorded; no cluster started, no model loaded" in str(again)
     pd.testing.assert_frame_equal(again.table, first.table)
 
 
