@@ -12,6 +12,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "tok-never-printed-0123456789"
 
@@ -55,6 +57,7 @@ def test_cli_serves_runs_and_keeps_the_token_out_of_its_output(runs_root):
     assert TOKEN not in out, "... without the token"
 
 
+@pytest.mark.slow  # loopback-only stays in the default tier at the app level (test_api.py); one CLI start too
 def test_cli_default_is_loopback(runs_root):
     proc, port = _start(["--runs", str(runs_root)], {})
     try:

@@ -181,6 +181,7 @@ def test_cli_evaluate_baselines(tmp_path, capsys):
     assert "no forecast origin" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # the CLI (baselines) and the model path (test_kronos_end_to_end_batched) stay fast
 def test_cli_evaluate_with_model_directory(tmp_path, capsys):
     from kronos_strategies.cli import main
 

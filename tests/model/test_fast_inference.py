@@ -42,7 +42,11 @@ def _windows(sp500, lengths, pred_len, end=400):
     return frames, ys
 
 
-@pytest.mark.parametrize("max_context", [512, 40], ids=["no-slide", "slides-past-context"])
+@pytest.mark.parametrize(
+    "max_context",
+    [pytest.param(512, marks=pytest.mark.slow), 40],  # the sliding case is the harder one: it stays fast
+    ids=["no-slide", "slides-past-context"],
+)
 def test_cached_equals_recompute_greedy(mini_shaped, sp500, max_context):
     tok, model = mini_shaped
     predictor = KronosPredictor(model, tok, device="cpu", max_context=max_context)
@@ -54,6 +58,7 @@ def test_cached_equals_recompute_greedy(mini_shaped, sp500, max_context):
     np.testing.assert_allclose(fast.to_numpy(), slow.to_numpy(), rtol=1e-5)
 
 
+@pytest.mark.slow  # cached == recompute stays in the default tier above (greedy, sliding past max_context)
 def test_cached_tokens_identical_to_recompute(mini_shaped, sp500):
     tok, model = mini_shaped
     predictor = KronosPredictor(model, tok, device="cpu", max_context=44)
