@@ -100,7 +100,7 @@ def forecast_rows(args: argparse.Namespace, series) -> list[dict[str, Any]]:
 
     prepared = PreparedSeries.from_frame(series)
     rows = []
-    dtypes = ["float32"] if args.quick else ["float32", "bfloat16", "float16"]
+    dtypes = ["float32"] if args.quick else args.dtypes
     for dtype_name in dtypes:
         dtype = getattr(torch, dtype_name)
         results: dict[tuple[int, int], Any] = {}
@@ -241,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="float32 only, 64 x 20 memory row")
     p.add_argument("--no-profile", action="store_true")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
+    p.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16", "float16"])
     args = p.parse_args(argv)
     import torch
 
