@@ -182,9 +182,21 @@ def train(
         "command": command,
         "params_millions": sum(p.numel() for m in (model, tokenizer) for p in m.parameters()) / 1e6,
     }
+    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     write_step_one(out, shared=shared, device=device, max_windows=step_one_windows)
     write_model_card(out, tok_result.record, pred_result.record, summary)
     return summary
+
+
+SUMMARY_FILE = "train_summary.json"
+
+
+def render_card_again(out: Path = DEFAULT_OUT) -> Path:
+    """Rewrite ``out/README.md`` from the saved records, ``train_summary.json`` and ``step_one*.json``."""
+    from .training.loop import RECORD_FILE
+
+    tok, pred = (json.loads((out / part / RECORD_FILE).read_text()) for part in ("tokenizer", "predictor"))
+    return write_model_card(out, tok, pred, json.loads((out / SUMMARY_FILE).read_text()))
 
 
 STEP_ONE_FILE = "step_one.json"
