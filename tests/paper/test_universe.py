@@ -245,3 +245,69 @@ def _client(url: str, symbol: str):  # noqa: ANN202 - an ExchangeClient
     client = exchange_client(url)
     client.symbol = symbol
     return client
+
+
+@pytest.mark.slow  # a subprocess killed mid-run; the restart itself is covered in the default tier above
+@pytest.mark.parametrize("universe_emulator", [1e6], indirect=True)  # paused until the child is up
+def test_a_killed_universe_session_restarts_without_duplicate_orders(universe_emulator, tmp_path):
+    import datetime as dt
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    emu = universe_emulator
+    first_ts = int(emu.engine.ts[100])
+    until = dt.datetime.fromtimestamp((first_ts + 60 * TF_MS) / 1000, tz=dt.timezone.utc).isoformat()
+    journal = tmp_path / "killed.sqlite"
+    cmd = [sys.executable, str(Path(__file__).with_name("child_universe.py")), emu.url, str(journal), until]
+    env = os.environ | {"HF_HUB_OFFLINE": "1"}
+
+    def processed() -> int:
+        if not journal.exists():
+            return 0
+        try:
+            with sqlite3.connect(f"file:{journal}?mode=ro", uri=True) as db:
+                return int(db.execute("SELECT COUNT(*) FROM bars").fetchone()[0])
+        except sqlite3.OperationalError:
+            return 0
+
+    log = (tmp_path / "first.log").open("w")
+    first = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while not journal.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # warm-up history loaded
+    emu.engine.clock.set_speed(TF_MS / 1000 / 0.4)  # one candle per 0.4 s for every market (one clock)
+    while processed() < 12 and time.monotonic() < deadline and first.poll() is None:
+        time.sleep(0.05)
+    assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]  # still mid-run
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    killed_at = processed()
+    second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr[-3000:]
+    stamps = journal_stamps(journal)
+    assert len(stamps) > killed_at >= 12 and len(set(stamps)) == len(stamps)
+    served = set()
+    for symbol in SYMBOLS.values():
+        served |= {int(t.value // 1_000_000) for t in download_history(_client(emu.url, symbol), "1m", stamps[0],
+                                                                        stamps[-1] + TF_MS).index}  # fmt: skip
+    assert stamps == sorted(served)  # every bar of the union once, across the kill
+    j = Journal(journal)
+    try:
+        assert not j.duplicates()
+        intents = {r["cid"]: r for r in j.intents()}
+        assert intents and not [c for c, r in intents.items() if r["status"] in ("pending", "open")]
+        for market in emu.markets.values():  # each intent reached its own market at most once
+            cids = [o.client_id for o in market.orders]
+            assert len(cids) == len(set(cids))
+            assert all(SYMBOLS[intents[c]["symbol"]].replace("/", "") == market.rules.symbol_id for c in cids)
+        held = j.holdings()
+        for name, symbol in SYMBOLS.items():  # journaled positions are the account's balances
+            assert held[name][0] == pytest.approx(emu.engine.free.get(symbol.split("/")[0], 0.0), abs=1e-9)
+    finally:
+        j.close()
