@@ -100,6 +100,7 @@ def paper_handler(args: argparse.Namespace) -> int:
         )
     session = PaperSession(pc, strategy, params, live_confirmed=args.live, refitter=refitter, markets=markets)
     print(f"kronos-bt: {describe(pc, markets)}", flush=True)
+    print(f"kronos-bt: {pc.broker_line()}", flush=True)
     result = session.run()
     print(f"kronos-bt: {result.bars} bar(s) processed; journal {result.journal}")
     return 0

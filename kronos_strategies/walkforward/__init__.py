@@ -11,28 +11,16 @@ from __future__ import annotations
 
 from ..lazy import lazy_getattr
 
-_EXPORTS: dict[str, str] = {
-    "DEFAULT_CACHE": ".config",
-    "SignalSpec": ".config",
-    "WalkForwardConfig": ".config",
-    "Fold": ".folds",
-    "make_schedule": ".folds",
-    "FOLD_FILE": ".store",
-    "WALKFORWARD_VERSION": ".store",
-    "fold_key": ".store",
-    "load_fold": ".store",
-    "WalkForwardPredictor": ".routing",
-    "FoldOutcome": ".engine",
-    "WalkForwardResult": ".engine",
-    "prepare_backtest": ".engine",
-    "run_walkforward": ".engine",
-    "walkforward_for": ".engine",
-    "UniverseFold": ".universe",
-    "run_universe_walkforward": ".universe",
-    "fold_table": ".report",
-    "skill": ".report",
-    "write_walkforward_report": ".report",
+_MODULES: dict[str, tuple[str, ...]] = {  # module -> the public names it defines
+    ".config": ("DEFAULT_CACHE", "SignalSpec", "WalkForwardConfig"),
+    ".folds": ("Fold", "make_schedule"),
+    ".store": ("FOLD_FILE", "WALKFORWARD_VERSION", "fold_key", "load_fold"),
+    ".routing": ("WalkForwardPredictor",),
+    ".engine": ("FoldOutcome", "WalkForwardResult", "prepare_backtest", "run_walkforward", "walkforward_for"),
+    ".universe": ("UniverseFold", "run_universe_walkforward"),
+    ".report": ("fold_table", "skill", "write_walkforward_report"),
 }
+_EXPORTS: dict[str, str] = {name: module for module, names in _MODULES.items() for name in names}
 
 __all__ = sorted(_EXPORTS)
 
