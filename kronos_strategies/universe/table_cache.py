@@ -15,14 +15,11 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
 from ..feeds import data_fingerprint
-
-if TYPE_CHECKING:
-    from .signals import SignalTable, UniverseForecaster
 
 __all__ = ["TABLE_VERSION", "load_table", "store_table", "table_key"]
 
@@ -32,8 +29,11 @@ TABLE_VERSION = 1  # bump when the stored arrays or the meaning of the key chang
 _ARRAYS = ("signal", "prob_up", "expected")
 
 
-def table_key(fc: UniverseForecaster, eligible: np.ndarray) -> str | None:
-    """sha256 of what the table of ``fc`` holds; None when it is not cached (unseeded, no fingerprint, calibrated)."""
+def table_key(fc: Any, eligible: np.ndarray) -> str | None:
+    """sha256 of what the table of ``fc`` (a ``UniverseForecaster``) holds.
+
+    None when it is not cached: unseeded, a predictor without a fingerprint, or calibrated signals.
+    """
     fingerprint = getattr(fc.predictor, "fingerprint", None)
     if fc.cache is None or fingerprint is None or getattr(fc, "calibration", None) is not None:
         return None  # calibrated signals carry per-asset state: they are rebuilt from the per-window cache
@@ -51,11 +51,11 @@ def table_key(fc: UniverseForecaster, eligible: np.ndarray) -> str | None:
     return digest.hexdigest()
 
 
-def _path(fc: UniverseForecaster, key: str) -> Path:
+def _path(fc: Any, key: str) -> Path:
     return Path(fc.cache.root) / "tables" / key[:2] / f"{key}.npz"  # type: ignore[union-attr]
 
 
-def load_table(fc: UniverseForecaster, key: str, table: SignalTable) -> bool:
+def load_table(fc: Any, key: str, table: Any) -> bool:
     """Fill ``table`` from the stored copy under ``key``; False when there is none (or it is unreadable)."""
     path = _path(fc, key)
     try:
@@ -73,7 +73,7 @@ def load_table(fc: UniverseForecaster, key: str, table: SignalTable) -> bool:
     return True
 
 
-def store_table(fc: UniverseForecaster, key: str, table: SignalTable) -> None:
+def store_table(fc: Any, key: str, table: Any) -> None:
     """Write ``table``'s arrays under ``key`` atomically (temporary file + rename)."""
     path = _path(fc, key)
     path.parent.mkdir(parents=True, exist_ok=True)
