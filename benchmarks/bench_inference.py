@@ -269,12 +269,12 @@ def run_job(
 # -- parent side: the plan, the children, the table ---------------------------------------------
 def plan(args: argparse.Namespace) -> list[Job]:
     """The job list: main grid, lookback row, optional big-memory row."""
-    shapes = ["small"] if args.quick else ["mini", "small"]
+    shapes = args.shapes or (["small"] if args.quick else ["mini", "small"])
     samples = [5] if args.quick else [5, 20]
     jobs: list[Job] = []
     for shape in shapes:
         for s in samples:
-            for b in (1, 32):
+            for b in args.windows:
                 common = dict(kind="main", shape=shape, windows=b, samples=s, lookback=400, pred_len=24)
                 jobs.append(Job(**common, use_cache=True, repeats=args.repeats))
                 trunc = not args.exact and b * s > FULL_RECOMPUTE_ROWS
@@ -288,7 +288,7 @@ def plan(args: argparse.Namespace) -> list[Job]:
                     )
                 )
     # 500 + 12 <= 512: the window never slides, so every decode step is a cached one
-    for lookback in (100, 500):
+    for lookback in () if args.no_lookback else (100, 500):
         jobs.append(
             Job(
                 kind="lookback",
@@ -498,6 +498,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="windows timed on large recompute configs; scaled linearly to the full batch",
     )
     p.add_argument("--exact", action="store_true", help="time every recompute config in full (GPU)")
+    p.add_argument("--no-lookback", action="store_true", help="skip the lookback 100 vs 500 rows")
+    p.add_argument("--windows", type=int, nargs="+", default=[1, 32], help="batch sizes of the main grid")
+    p.add_argument(
+        "--shapes", nargs="+", choices=sorted(SHAPES), default=None, help="shapes of the main grid"
+    )
     p.add_argument("--data", default=None, help="OHLCV csv (date index); default arch's bundled S&P 500")
     p.add_argument("--out", default=str(DEFAULT_OUT), help="JSON results file")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
