@@ -188,22 +188,8 @@ def run_backtest(
     if write_reports:
         base_dir = Path(out_dir) if out_dir is not None else cfg.output_dir
         out_dir = report_folder(base_dir, cfg, data_fingerprint(frame), new_folder=new_folder, force=force)
-    lookback = cfg.indicator.lookback
     history = frame  # all bars: walk-forward folds train on bars before dates.start too
-    try:
-        frame, start = slice_with_warmup(frame, cfg.dates.start, cfg.dates.end, warmup=lookback - 1)
-    except InsufficientHistoryError as exc:
-        raise InsufficientHistoryError(
-            f"{exc}; change dates.start / dates.end (--set dates.start=null: all bars)"
-        ) from None
-    if len(frame) < lookback + 2:
-        raise InsufficientHistoryError(
-            f"{len(frame)} bars between the warm-up start and dates.end; lookback={lookback} needs at least "
-            f"{lookback + 2}: use longer data, an earlier dates.start or a shorter indicator.lookback"
-        )
-    requested = start
-    start = max(start, frame.index[lookback - 1])  # the first bar with a forecast
-    note = _start_note(cfg, frame, requested, start)
+    frame, start, note = _trading_bars(cfg, frame)
     label = str(cfg.data.name or cfg.data.dataset or cfg.data.path or "data")
     warnings_found = data_warnings(frame, label=label)
     # Annualisation: the calendar's bars per year (or data.periods_per_year), whole, as the tear-sheet uses.
@@ -219,6 +205,52 @@ def run_backtest(
             cfg, predictor, history, start, frame.index[-1], report_dir=report_dir
         )
 
+    strat, feed = _run_cerebro(cfg, frame, start, periods, predictor, indicator_cls, strategy_cls)
+    result = _collect(cfg, strat, feed, frame, start, periods, cfg.broker.cash)
+    if isinstance(predictor, walkforward.WalkForwardPredictor):
+        _count_fold_cache(result.forecast_stats, predictor)
+    result.warnings, result.start_note = warnings_found, note
+    result.hints = run_hints(cfg, result)
+    result.model_fingerprint = str(getattr(predictor, "fingerprint", "unknown"))
+    result.seconds = time.perf_counter() - started
+    if write_reports:
+        out = Path(out_dir) if out_dir is not None else cfg.output_dir
+        result.files = write_reports_for(result, out)
+        result.seconds = time.perf_counter() - started  # the manifest keeps the time before the reports
+        if new_folder:
+            point_latest(out)
+    return result
+
+
+def _trading_bars(cfg: BacktestConfig, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Timestamp, str]:
+    """The bars the backtest sees (dates plus the lookback warm-up), its first traded bar and the start note."""
+    lookback = cfg.indicator.lookback
+    try:
+        frame, start = slice_with_warmup(frame, cfg.dates.start, cfg.dates.end, warmup=lookback - 1)
+    except InsufficientHistoryError as exc:
+        raise InsufficientHistoryError(
+            f"{exc}; change dates.start / dates.end (--set dates.start=null: all bars)"
+        ) from None
+    if len(frame) < lookback + 2:
+        raise InsufficientHistoryError(
+            f"{len(frame)} bars between the warm-up start and dates.end; lookback={lookback} needs at least "
+            f"{lookback + 2}: use longer data, an earlier dates.start or a shorter indicator.lookback"
+        )
+    requested = start
+    start = max(start, frame.index[lookback - 1])  # the first bar with a forecast
+    return frame, start, _start_note(cfg, frame, requested, start)
+
+
+def _run_cerebro(
+    cfg: BacktestConfig,
+    frame: pd.DataFrame,
+    start: pd.Timestamp,
+    periods: float,
+    predictor: Any,
+    indicator_cls: type,
+    strategy_cls: type,
+) -> tuple[Any, Any]:
+    """Set up cerebro (feed, broker, strategy with its indicator, recorder), run it; the strategy and feed."""
     strategy_params = dict(cfg.strategy.params)
     if "periods_per_year" in strategy_cls.params._getkeys():
         strategy_params.setdefault("periods_per_year", periods)
@@ -236,22 +268,7 @@ def run_backtest(
         **strategy_params,
     )
     cerebro.addanalyzer(_Recorder, _name="recorder")
-    strat = cerebro.run()[0]
-
-    result = _collect(cfg, strat, feed, frame, start, periods, cfg.broker.cash)
-    if isinstance(predictor, walkforward.WalkForwardPredictor):
-        _count_fold_cache(result.forecast_stats, predictor)
-    result.warnings, result.start_note = warnings_found, note
-    result.hints = run_hints(cfg, result)
-    result.model_fingerprint = str(getattr(predictor, "fingerprint", "unknown"))
-    result.seconds = time.perf_counter() - started
-    if write_reports:
-        out = Path(out_dir) if out_dir is not None else cfg.output_dir
-        result.files = write_reports_for(result, out)
-        result.seconds = time.perf_counter() - started  # the manifest keeps the time before the reports
-        if new_folder:
-            point_latest(out)
-    return result
+    return cerebro.run()[0], feed
 
 
 def _progress(cfg: BacktestConfig, line: str) -> None:
