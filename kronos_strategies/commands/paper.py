@@ -73,10 +73,10 @@ def paper_handler(args: argparse.Namespace) -> int:
     _refuse_live_from_command_line(list(args.set or []))
     cfg = load_config(args.config, list(args.set or []))
     markets = None
-    if cfg.sections.get("universe") is not None:  # several symbols in one session
+    if cfg.universe is not None:  # several symbols in one session
         from kronos_strategies.paper.universe import universe_markets
 
-        section = cfg.sections.get("paper")
+        section = cfg.paper
         if section is None:
             raise ConfigError(
                 f"{cfg.source or 'the config'} has no 'paper:' section (exchange, timeframe, mode, ...)"

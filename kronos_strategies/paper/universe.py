@@ -102,7 +102,7 @@ class LiveUniverseForecaster(UniverseForecaster):
 def universe_markets(cfg: BacktestConfig, exchange: str, timeframe: str) -> dict[str, str]:
     """Asset name -> ccxt symbol of a ``universe:`` block that paper trading can run: ``source: ccxt`` assets
     with a symbol, on the paper section's exchange and timeframe."""
-    uni: UniverseConfig = cfg.sections["universe"]
+    uni: UniverseConfig = cfg.universe
     if not uni.assets:
         raise ConfigError(
             "paper trading a universe needs 'universe.assets' with 'source: ccxt' and a symbol for each asset "
@@ -139,7 +139,7 @@ def universe_strategy(cfg: BacktestConfig, markets: Mapping[str, str] | None,
             "'source: ccxt' assets to paper-trade it"
         )
     cls = strategy_class(cfg)  # a UniverseStrategy, its params checked
-    uni: UniverseConfig = cfg.sections["universe"]
+    uni: UniverseConfig = cfg.universe
     model = predictor if predictor is not None else load_model(cfg.model)
     forecaster = live_forecaster(cfg, list(markets), model)
     params = {"forecaster": forecaster, "mode": "event", "band": uni.band, "allow_short": uni.shorting,
@@ -151,7 +151,7 @@ def live_forecaster(
     cfg: BacktestConfig, names: Sequence[str], predictor: Forecaster
 ) -> LiveUniverseForecaster:
     """The config's forecast settings (``indicator:``, ``universe.signal`` / ``min_history``) for live bars."""
-    uni: UniverseConfig = cfg.sections["universe"]
+    uni: UniverseConfig = cfg.universe
     ind = cfg.indicator
     limit = getattr(predictor, "max_context", None)
     if limit is not None and ind.lookback > int(limit):

@@ -147,7 +147,7 @@ def test_a_ranking_strategy_without_a_universe_or_short_on_spot_is_refused(unive
     short = load_config(
         universe_config(tmp_path, emu.url) | {"strategy": {"name": "long_short", "params": {}}}
     )
-    short.sections["universe"].shorting = True
+    short.universe.shorting = True
     strategy, params = universe_strategy(short, markets, MomentumForecaster())
     config = fast_config(emu.url, tmp_path / "s.sqlite", mode="sandbox", symbol="BTC/USDT")
     with pytest.raises(ConfigError, match="which a ccxt spot account .sandbox mode. cannot"):

@@ -78,7 +78,7 @@ def universe_config(tmp_path: Path, url: str, strategy: str = "topk", **params: 
 def universe_session(cfg, predictor, journal: Path, mode: str = "paper", **overrides) -> PaperSession:
     markets = universe_markets(cfg, "binance", "1m")
     strategy, params = universe_strategy(cfg, markets, predictor)
-    config = fast_config(cfg.sections["paper"].url, journal, mode=mode, warmup=WARMUP, cash=10_000.0,
+    config = fast_config(cfg.paper.url, journal, mode=mode, warmup=WARMUP, cash=10_000.0,
                          symbol="BTC/USDT", **overrides)  # fmt: skip
     return PaperSession(config, strategy, params, env=ENV, markets=markets)
 

@@ -298,7 +298,7 @@ def test_plan_walkforward_jobs_split_by_finetune_settings(sp500, tiny_dir, tmp_p
     plan = plan_sweep(raw, out=tmp_path / "out")
     assert not plan.shards and len(plan.walkforward) == len(WF_STEPS)
     assert len({run.group for run in plan.runs}) == len(WF_STEPS)
-    assert sorted(job.configs[0].sections["finetune"].steps for job in plan.walkforward) == list(WF_STEPS)
+    assert sorted(job.configs[0].finetune.steps for job in plan.walkforward) == list(WF_STEPS)
     raw["sweep"]["params"]["indicator.sample_count"] = [4, 6]
     plan = plan_sweep(raw, out=tmp_path / "out")
     assert len(plan.walkforward) == len(WF_STEPS)
@@ -309,8 +309,8 @@ def test_plan_walkforward_jobs_split_by_finetune_settings(sp500, tiny_dir, tmp_p
 def test_walkforward_sweep_trains_each_fold_once_before_the_backtests(sp500, tiny_dir, tmp_path, monkeypatch):
     """In-process: the precompute trains and forecasts everything; the backtests train and compute nothing."""
     from kronos_model import KronosPredictor
-    from kronos_strategies.walkforward import engine as walkforward
     from kronos_strategies.sweep import run as sweep
+    from kronos_strategies.walkforward import engine as walkforward
 
     phase = ["precompute"]
     finetunes = {"precompute": 0, "backtest": 0}
