@@ -73,7 +73,13 @@ class BacktestConfig:
 
     @property
     def sections(self) -> dict[str, Any]:
-        """The optional blocks that are set, by name (a read-only view of ``finetune`` ... ``universe``)."""
+        """Deprecated (one release): the optional blocks that are set, by name; read ``cfg.finetune`` etc."""
+        warnings.warn(
+            "BacktestConfig.sections is deprecated: read cfg.finetune, cfg.sweep, cfg.paper, cfg.universe "
+            "(None when absent) or cfg.extra",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         given = {name: getattr(self, name) for name in OPTIONAL_BLOCKS if getattr(self, name) is not None}
         return given | self.extra
 

@@ -124,11 +124,17 @@ def test_optional_blocks_are_typed_fields_loaded_and_validated():
     base = {"data": {"dataset": "sp500"}}
     cfg = load_config(base)
     assert (cfg.finetune, cfg.sweep, cfg.paper, cfg.universe) == (None, None, None, None)
-    assert cfg.sections == {} and "finetune" not in cfg.to_dict()
+    assert "finetune" not in cfg.to_dict()
     small = {**base, "indicator": {"lookback": 64}}
-    cfg = load_config({**small, "finetune": None, "paper": {"symbol": "BTC/USDT"}})  # an empty block: defaults
+    cfg = load_config(
+        {**small, "finetune": None, "paper": {"symbol": "BTC/USDT"}}
+    )  # an empty block: defaults
     assert cfg.finetune == WalkForwardConfig() and isinstance(cfg.paper, PaperSection)
-    assert cfg.sections == {"finetune": cfg.finetune, "paper": cfg.paper}
+    with pytest.warns(DeprecationWarning, match="BacktestConfig.sections is deprecated"):
+        assert cfg.sections == {
+            "finetune": cfg.finetune,
+            "paper": cfg.paper,
+        }  # the old view, one more release
     assert cfg.to_dict()["finetune"]["every"] == 63 and cfg.to_dict()["paper"]["symbol"] == "BTC/USDT"
     uni = load_config({"universe": {"files": "x/*.csv"}}).universe
     assert isinstance(uni, UniverseConfig) and uni.files == "x/*.csv"
@@ -161,7 +167,7 @@ def test_register_section_still_works_for_one_release_with_a_deprecation_warning
     with pytest.warns(DeprecationWarning, match="register_section is deprecated"):
         register_section("extra", Extra, check)
     cfg = load_config({"data": {"dataset": "sp500"}, "extra": {"workers": 3}})
-    assert cfg.sections["extra"] == Extra(workers=3)
+    assert cfg.extra["extra"] == Extra(workers=3)
     assert cfg.to_dict()["extra"] == {"grid": None, "workers": 3}
     with pytest.raises(ConfigError, match="unknown key 'extra.worker'; did you mean 'extra.workers'"):
         load_config({"data": {"dataset": "sp500"}, "extra": {"worker": 3}})
