@@ -7,6 +7,7 @@ no host synchronisation, so a GPU can record a whole call once and replay it (:m
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -24,10 +25,15 @@ class SamplingArgs:
     top_p: float = 1.0
     generator: torch.Generator | None = None
     uniforms: torch.Tensor | None = None
+    sampler: Callable[..., torch.Tensor] | None = (
+        None  # e.g. a compiled sample_from_logits (uniform draws only)
+    )
 
     def draw(self, logits: torch.Tensor, step: int, which: int) -> torch.Tensor:
-        u = None if self.uniforms is None else self.uniforms[:, step, which]
-        return sample_from_logits(logits, self.T, self.top_k, self.top_p, generator=self.generator, uniform=u)
+        if self.uniforms is None:
+            return sample_from_logits(logits, self.T, self.top_k, self.top_p, generator=self.generator)
+        sample = self.sampler or sample_from_logits
+        return sample(logits, self.T, self.top_k, self.top_p, uniform=self.uniforms[:, step, which])
 
 
 @dataclass

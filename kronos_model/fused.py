@@ -1,4 +1,4 @@
-"""Opt-in ``torch.compile`` of the blocks' elementwise math (RMSNorm, RoPE, SwiGLU): fewer GPU kernels per step.
+"""Opt-in ``torch.compile`` of the elementwise math (RMSNorm, RoPE, SwiGLU, sampling): fewer GPU kernels per step.
 
 A decode step of a small batch is hundreds of tiny kernels, each costing a few microseconds whatever its
 size. Compiling these three pure functions fuses their elementwise chains (about a third of a block's
@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .layers import FeedForward, RMSNorm, RotaryEmbedding, apply_rope, rms_norm, swiglu
+from .sampling import sample_from_logits
 
 
 @cache
@@ -32,3 +33,8 @@ def fuse_elementwise(*modules: nn.Module, backend: str = "inductor") -> None:
                 module.rope_fn = _compiled(apply_rope, backend)
             elif isinstance(module, FeedForward):
                 module.ffn_fn = _compiled(swiglu, backend)
+
+
+def fused_sampler(backend: str = "inductor") -> Any:
+    """``sample_from_logits`` compiled (filters, softmax and the inverse-CDF draw fused); for uniform draws."""
+    return _compiled(sample_from_logits, backend)

@@ -236,10 +236,18 @@ def _forward_recorded(
     T, top_k, top_p = sampling.T, sampling.top_k, sampling.top_p
 
     def run(**named):
-        drawn = SamplingArgs(T, top_k, top_p, uniforms=named["uniforms"])
+        drawn = SamplingArgs(T, top_k, top_p, uniforms=named["uniforms"], sampler=sampling.sampler)
         return _forward(tokenizer, model, plan.with_tensors(named), named["x"], named["stamps"], drawn)
 
-    key = (plan.pred_len, plan.sample_count, plan.final.width, float(T), int(top_k), float(top_p))
+    key = (
+        plan.pred_len,
+        plan.sample_count,
+        plan.final.width,
+        float(T),
+        int(top_k),
+        float(top_p),
+        id(sampling.sampler),
+    )
     outputs = recorded_call(run, inputs, key, owner=model, modules=(tokenizer, model), capture=x.is_cuda)
     if outputs is None:  # this build could not record it: eager
         return _forward(tokenizer, model, plan, x, stamps, sampling)

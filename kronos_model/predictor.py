@@ -94,10 +94,12 @@ class KronosPredictor:
         self.max_batch_bytes = max_batch_bytes
         # record each batch shape's decode once and replay it (default on CUDA, where launches dominate)
         self.cuda_graph = self.device.type == "cuda" if cuda_graph is None else bool(cuda_graph)
+        self._sampler = None
         if compile:
-            from .fused import fuse_elementwise
+            from .fused import fuse_elementwise, fused_sampler
 
             fuse_elementwise(self.model, self.tokenizer)
+            self._sampler = fused_sampler()
         self.price_cols = list(FEATURE_COLUMNS[:4])
         self.vol_col, self.amt_col = "volume", "amount"
         self.time_cols = ["minute", "hour", "weekday", "day", "month"]
@@ -191,7 +193,9 @@ class KronosPredictor:
                 for s in seeds
             ]
             uniforms = torch.cat(per_window)
-        sampling = SamplingArgs(T=T, top_k=top_k, top_p=top_p, generator=generator, uniforms=uniforms)
+        sampling = SamplingArgs(
+            T=T, top_k=top_k, top_p=top_p, generator=generator, uniforms=uniforms, sampler=self._sampler
+        )
         side: dict = {}
         out = (
             generate(

@@ -150,3 +150,14 @@ def test_inductor_fused_blocks_match_eager_to_rounding():
     with torch.inference_mode():
         fused, eager = model.decode_s1(ids, ids)[0], plain.decode_s1(ids, ids)[0]
     torch.testing.assert_close(fused, eager, rtol=1e-4, atol=1e-5)
+
+
+def test_fused_sampler_draws_the_same_ids():
+    from kronos_model.fused import fused_sampler
+    from kronos_model.sampling import sample_from_logits
+
+    logits = torch.randn(6, 64, generator=torch.Generator().manual_seed(0)) * 3
+    u = torch.rand(6, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    for top_k, top_p in ((0, 0.9), (5, 1.0), (0, 1.0)):
+        expected = sample_from_logits(logits, 0.8, top_k, top_p, uniform=u)
+        assert torch.equal(fused_sampler("eager")(logits, 0.8, top_k, top_p, uniform=u), expected)
