@@ -105,7 +105,7 @@ def forecast_rows(args: argparse.Namespace, series) -> list[dict[str, Any]]:
         dtype = getattr(torch, dtype_name)
         results: dict[tuple[int, int], Any] = {}
         for mode, (graph, compiled) in MODES.items():
-            if compiled and args.no_compile:
+            if (compiled and args.no_compile) or (args.modes and mode not in args.modes):
                 continue
             predictor = build(dtype, graph, compiled)
             for windows, samples in ((1, 5), (32, 5)):
@@ -242,6 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-profile", action="store_true")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
     p.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16", "float16"])
+    p.add_argument(
+        "--modes", nargs="+", choices=sorted(MODES), default=None, help="decode modes (default all)"
+    )
+    p.add_argument("--no-memory", action="store_true", help="skip the 256 x 20 memory rows")
     args = p.parse_args(argv)
     import torch
 
@@ -250,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     series = synthetic_series()
     rows = forecast_rows(args, series)
-    memory = memory_rows(args, series)
+    memory = [] if args.no_memory else memory_rows(args, series)
     profiles = {} if args.no_profile else profile_rows(series)
     table = report(rows + memory)
     meta = {
