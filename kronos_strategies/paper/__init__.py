@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from kronos_strategies.lazy import moved_getattr
 
-from .broker import CcxtBroker, PaperBroker, make_cid
+from .broker import PaperBroker, make_cid
+from .ccxt_broker import CcxtBroker
 from .config import PaperConfig, PaperSection, paper_config
 from .journal import Journal
 from .livefeed import CcxtLiveFeed

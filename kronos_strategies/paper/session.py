@@ -26,7 +26,8 @@ from kronos_strategies.exchange.history import bars_back
 from kronos_strategies.exchange.timeframes import bar_ms, bt_timeframe, epoch_ms, ms_to_datetime, timeframe_ms
 from kronos_strategies.strategy import FractionalCommission, configure_broker
 
-from .broker import CcxtBroker, PaperBroker, replay_from
+from .broker import PaperBroker, replay_from
+from .ccxt_broker import CcxtBroker
 from .config import PaperConfig
 from .journal import ForecastFan, Journal
 from .livefeed import CcxtLiveFeed, FeedGroup

@@ -20,7 +20,6 @@ import pandas as pd
 
 from kronos_strategies.config import BacktestConfig
 from kronos_strategies.errors import ConfigError
-from kronos_strategies.exchange.timeframes import bar_ms
 from kronos_strategies.forecasting import Forecaster, ForecastSpec
 from kronos_strategies.indicator import resolve_cache
 from kronos_strategies.universe.calendar import AlignedUniverse
@@ -203,8 +202,3 @@ def positions_by_symbol(broker: bt.BrokerBase, feeds: Mapping[str, Any]) -> dict
         name: (float(broker.getposition(f).size), float(broker.getposition(f).price))
         for name, f in feeds.items()
     }
-
-
-def universe_bar_ts(strategy: bt.Strategy) -> int:
-    """Epoch-ms open time of the strategy's current bar (the bar time the feeds step on)."""
-    return bar_ms(strategy)

@@ -8,6 +8,7 @@ import pytest
 
 import kronos_strategies.emulator as emulator
 import kronos_strategies.exchange as exchange
+import kronos_strategies.paper.ccxt_broker as ccxt_broker
 
 MOVED = [
     ("kronos_strategies.paper.exchange", "ExchangeClient", exchange.ExchangeClient),
@@ -21,6 +22,7 @@ MOVED = [
     ("kronos_strategies.paper.matching", "MatchingEngine", emulator.MatchingEngine),
     ("kronos_strategies.paper", "FaultPlan", emulator.FaultPlan),
     ("kronos_strategies.paper", "ExchangeClient", exchange.ExchangeClient),
+    ("kronos_strategies.paper.broker", "CcxtBroker", ccxt_broker.CcxtBroker),
 ]
 
 
