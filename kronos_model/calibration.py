@@ -106,20 +106,28 @@ class _Pending:
 
 
 class _History:
-    """The last ``window`` resolved steps of one horizon: residual (realised - raw median) and raw half-bands."""
+    """The last ``window`` resolved steps of one horizon: raw median, realised return and raw half-bands."""
 
     def __init__(self, window: int) -> None:
-        self.data = np.zeros((3, window))
+        self.data = np.zeros((4, window))
         self.n = 0
         self._next = 0
 
-    def add(self, residual: float, below: float, above: float) -> None:
-        self.data[:, self._next] = (residual, below, above)
+    def add(self, median: float, realised: float, below: float, above: float) -> None:
+        self.data[:, self._next] = (median, realised, below, above)
         self._next = (self._next + 1) % self.data.shape[1]
         self.n = min(self.n + 1, self.data.shape[1])
 
     def view(self) -> np.ndarray:
         return self.data[:, : self.n]
+
+
+def _centre(median: np.ndarray, realised: np.ndarray) -> tuple[float, float]:
+    """Intercept and slope (clipped to [0, 1]) of realised on forecast median returns; the intercept is the
+    median residual, so one wild outcome cannot move it far."""
+    var = float(np.var(median))
+    b = float(np.clip(np.cov(median, realised, bias=True)[0, 1] / var, 0.0, 1.0)) if var > 0 else 1.0
+    return float(np.median(realised - b * median)), b
 
 
 def _half_bands(below: np.ndarray, above: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -214,7 +222,7 @@ class OnlineCalibrator:
             self._issued_hits[j] += not miss
             alpha = self._alpha[j] + self.spec.gamma * ((1.0 - self.target) - miss)
             self._alpha[j] = min(max(alpha, 0.0), 1.0)  # 0: the widest band (max score) already missed
-        self._history[j].add(residual, item.below, item.above)
+        self._history[j].add(item.median, realised, item.below, item.above)
 
     def _grow(self, pred_len: int) -> None:
         while len(self._alpha) < pred_len:
@@ -227,10 +235,16 @@ class OnlineCalibrator:
 
     def scales(self, pred_len: int) -> np.ndarray:
         """Current band multiplier ``k`` per horizon [pred_len]; NaN where a horizon is still warming up."""
-        return self._calibration(pred_len)[0]
+        return self._calibration(np.zeros(pred_len))[0]
 
-    def _calibration(self, pred_len: int) -> tuple[np.ndarray, np.ndarray]:
-        """Band multiplier k and median shift per horizon from the resolved steps (NaN, 0 in warm-up)."""
+    def _calibration(self, median: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Band multiplier k and median shift per horizon for a forecast with these medians [H] (NaN, 0 in warm-up).
+
+        With ``shift`` the centre is ``a + b * median``, fitted on the resolved steps (least squares, b clipped
+        to [0, 1], a the median remaining residual): a forecaster whose median is noise is pulled to its
+        average outcome, one whose median is informative keeps it.
+        """
+        pred_len = len(median)
         self._grow(pred_len)
         k, shift = np.full(pred_len, np.nan), np.zeros(pred_len)
         for j in range(pred_len):
@@ -238,9 +252,10 @@ class OnlineCalibrator:
             n = hist.n
             if n < self.spec.warmup:
                 continue
-            residual, below, above = hist.view()
-            shift[j] = float(np.median(residual)) if self.spec.shift else 0.0
-            scores = _scores(residual, below, above, shift[j])
+            past, realised, below, above = hist.view()
+            a, b = _centre(past, realised) if self.spec.shift else (0.0, 1.0)
+            shift[j] = a + (b - 1.0) * float(median[j])
+            scores = _scores(realised - past, below, above, a + (b - 1.0) * past)
             rank = math.ceil((n + 1) * (1.0 - self._alpha[j]))  # finite-sample conformal quantile
             k[j] = 0.0 if rank <= 0 else float(np.partition(scores, min(rank, n) - 1)[min(rank, n) - 1])
         return k, shift
@@ -255,7 +270,7 @@ class OnlineCalibrator:
         """(k, shift) [H] for a forecast made now (band [3, H] from ``_band``); its steps are queued for scoring."""
         med, lo, hi = band
         below, above = _half_bands(med - lo, hi - med)
-        k, shift = self._calibration(len(med))
+        k, shift = self._calibration(med)
         self.last_scales, self.last_shifts = k, shift
         for j in range(len(med)):
             self._pending.setdefault(self._bar + j + 1, []).append(
