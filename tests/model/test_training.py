@@ -256,9 +256,7 @@ def test_default_training_data_stops_at_2014():
     from kronos_model.train_default import TRAIN_END, training_frames
 
     frames = training_frames()
-    assert set(frames) == {
-        f"{n}_{f}" for n in ("sp500", "nasdaq", "msft") for f in ("daily", "2day", "weekly")
-    }
+    assert set(frames) == {f"{n}_{f}" for n in ("sp500", "nasdaq", "msft") for f in ("daily", "weekly")}
     for df in frames.values():
         assert df.index.max() <= pd.Timestamp(TRAIN_END) and len(df) > 500
         assert list(df.columns) == ["open", "high", "low", "close", "volume"]
@@ -266,9 +264,6 @@ def test_default_training_data_stops_at_2014():
     week = frames["sp500_weekly"].iloc[10]
     days = daily.loc[week.name - pd.Timedelta(days=6) : week.name]
     assert week["high"] == days["high"].max() and week["close"] == days["close"].iloc[-1]
-    pair, two = daily.iloc[20:22], frames["sp500_2day"].iloc[10]  # bars 20 and 21 form the 11th pair
-    assert two.name == pair.index[-1] and two["open"] == pair["open"].iloc[0]
-    assert two["low"] == pair["low"].min() and two["volume"] == pair["volume"].sum()
 
 
 def test_bundled_checkpoint_loads_and_never_saw_2015():
