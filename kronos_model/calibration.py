@@ -37,7 +37,7 @@ class CalibrationSpec:
     """How to calibrate: ``method`` (``aci``), ``target`` coverage of the central band (None: the caller's
     band, e.g. the indicator's quantiles), ACI step ``gamma``, rolling ``window`` of scores per horizon,
     ``warmup`` scores a horizon needs before its band is rescaled (until then the raw band is issued), and
-    ``shift``: also re-centre the median by the median of recent residuals (a biased forecaster)."""
+    ``shift``: also re-centre each step on ``a + b * median`` fitted on recent outcomes (bias and noisy medians)."""
 
     method: str = "aci"
     target: float | None = None
@@ -161,8 +161,9 @@ class OnlineCalibrator:
             if t has a forecast:
                 calibrated = cal.apply(forecast_made_at_t)
 
-    With ``shift`` (default) the median is also moved by the median of recent residuals (realised minus
-    forecast median), so a biased forecaster is re-centred before its spread is rescaled.
+    With ``shift`` (default) each step is also re-centred on ``a + b * median``, fitted on recent outcomes
+    (``b`` in [0, 1]): a biased forecaster is moved by its bias, one whose median is noise towards its
+    average outcome, before the spread is rescaled.
     """
 
     def __init__(

@@ -147,3 +147,24 @@ def test_bad_series_and_order_are_refused() -> None:
         calibrate_paths(paths, close[[5, 3]], [5, 3], close)
     assert CalibrationSpec.coerce(None) is None
     assert CalibrationSpec.coerce({"method": "aci"}, target=0.6).target == 0.6
+
+
+def test_a_forecaster_whose_median_is_noise_is_pulled_to_the_average_outcome() -> None:
+    """Medians drawn independently of the outcome: the fitted slope is ~0, so the centre stops following them."""
+    horizon, n = 1, 1500
+    close = _series(n, seed=10)
+    bars = np.arange(5, n - horizon)
+    rng = np.random.default_rng(11)
+    noise = rng.normal(0.0, SIGMA, len(bars))[:, None, None]  # a median offset unrelated to what happens
+    paths = _narrow_paths(close, bars, horizon, 32, 1.0, seed=12) * np.exp(noise)
+    out, _ = calibrate_paths(paths, close[bars], bars, close, CalibrationSpec())
+    late = slice(len(bars) // 2, None)
+    raw_centre = np.median(paths[late, :, 0], axis=1) / close[bars][late] - 1
+    cal_centre = np.median(out[late, :, 0], axis=1) / close[bars][late] - 1
+    assert raw_centre.std() > 0.9 * SIGMA and cal_centre.std() < 0.25 * SIGMA
+    realised = np.stack([close[b + 1 : b + 1 + horizon] for b in bars])
+    np.testing.assert_allclose(_band_coverage(out[late], realised[late]), 0.8, atol=0.04)
+    unshifted, _ = calibrate_paths(paths, close[bars], bars, close, CalibrationSpec(shift=False))
+    np.testing.assert_allclose(
+        np.median(unshifted[late, :, 0], axis=1), np.median(paths[late, :, 0], axis=1), rtol=1e-12
+    )
