@@ -136,7 +136,7 @@ def batch_rows(predictor: Any, clock: ModelClock, df: pd.DataFrame, args: argpar
 
 def single_rows(predictor: Any, clock: ModelClock, df: pd.DataFrame, args: argparse.Namespace) -> list[dict]:
     """One window per call, as event mode and paper trading ask: bookkeeping per call."""
-    from kronos_model.data import prepare_ohlcv
+    from kronos_model.data import prepare_values
     from kronos_model.series import PreparedSeries
 
     lb, calls = args.lookback, args.calls
@@ -147,9 +147,11 @@ def single_rows(predictor: Any, clock: ModelClock, df: pd.DataFrame, args: argpa
         for f in frames:
             predictor.forecast(f, args.pred_len, **kw)
 
-    def event_calls() -> None:  # what KronosSignal.next does with the lookback bars it read
-        for f in frames:
-            values = prepare_ohlcv(f.reset_index(drop=True)).to_numpy()
+    columns = [{c: f[c].to_numpy(float) for c in ("open", "high", "low", "close", "volume")} for f in frames]
+
+    def event_calls() -> None:  # what KronosSignal.next does with the lookback bars it read (_event_window)
+        for f, cols in zip(frames, columns, strict=True):
+            values = prepare_values(pd.DataFrame(cols), name="input")
             series = PreparedSeries.from_arrays(values, pd.DatetimeIndex(f.index))
             predictor.forecast_series(series, [lb], args.pred_len, lookback=lb, **kw)
 

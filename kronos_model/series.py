@@ -131,8 +131,7 @@ class PreparedSeries:
         if self.times.tz is not None and str(self.times.tz) != "UTC":
             return False  # calendar and absolute days differ around DST changes: let pandas decide
         if self._weekday_counts is None:
-            local = self.times.tz_localize(None) if self.times.tz is not None else self.times
-            weekend = np.concatenate([[0], np.cumsum(local.day_of_week >= 5)])
+            weekend = np.concatenate([[0], np.cumsum(self.features[:, 2] >= 5)])  # wall-clock weekday
             one_day = np.concatenate([[0], np.cumsum(np.diff(self.times.asi8) == _day_ticks(self.times))])
             self._weekday_counts = (weekend, one_day)
         weekend, one_day = self._weekday_counts
