@@ -156,8 +156,8 @@ def run_sweep(
     groups = {run.group for run in todo}
     shards: list[Shard | UniverseShard | WalkForwardJob] = [s for s in plan.shards if s.group in groups]
     shards += [job for job in (j.only(groups) for j in plan.walkforward) if job is not None]
-    if not todo and _reports_on_disk(plan, top):  # nothing to do: no cluster, no model
-        table = sweep_report.build_table(plan.runs_dir, plan.runs, plan.section)
+    table = sweep_report.build_table(plan.runs_dir, plan.runs, plan.section) if not todo else None
+    if table is not None and _reports_on_disk(plan, table, top):  # nothing to do: no cluster, no model
         stats = _new_stats() | {"model_loads": {}, "cluster": False}
         summary = {
             "name": cfg.name, "objective": section.objective, "direction": section.direction,
@@ -295,9 +295,8 @@ def _slug(label: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in label).strip("_") or "run"
 
 
-def _reports_on_disk(plan: SweepPlan, top: int) -> bool:
-    """Whether the best ``top`` runs' reports were already written (the run ids fix their content)."""
-    table = sweep_report.build_table(plan.runs_dir, plan.runs, plan.section)
+def _reports_on_disk(plan: SweepPlan, table: pd.DataFrame, top: int) -> bool:
+    """Whether the best ``top`` runs of ``table`` have their reports written (the run ids fix their content)."""
     return all(
         (d / "manifest.json").is_file() for _, d in _top_dirs(plan, table["run_id"].head(top).tolist())
     )
