@@ -136,7 +136,7 @@ def batch_rows(predictor: Any, clock: ModelClock, df: pd.DataFrame, args: argpar
 
 def single_rows(predictor: Any, clock: ModelClock, df: pd.DataFrame, args: argparse.Namespace) -> list[dict]:
     """One window per call, as event mode and paper trading ask: bookkeeping per call."""
-    from kronos_model.data import prepare_values
+    from kronos_model.data import prepare_columns
     from kronos_model.series import PreparedSeries
 
     lb, calls = args.lookback, args.calls
@@ -151,8 +151,8 @@ def single_rows(predictor: Any, clock: ModelClock, df: pd.DataFrame, args: argpa
 
     def event_calls() -> None:  # what KronosSignal.next does with the lookback bars it read (_event_window)
         for f, cols in zip(frames, columns, strict=True):
-            values = prepare_values(pd.DataFrame(cols), name="input")
-            series = PreparedSeries.from_arrays(values, pd.DatetimeIndex(f.index))
+            stamps = pd.DatetimeIndex(f.index)
+            series = PreparedSeries.from_arrays(prepare_columns(cols, stamps, name="input"), stamps)
             predictor.forecast_series(series, [lb], args.pred_len, lookback=lb, **kw)
 
     rows = []

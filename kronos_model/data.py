@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,12 +22,6 @@ from .errors import (
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
 FEATURE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume", "amount")
 STAMP_FIELDS: tuple[str, ...] = ("minute", "hour", "weekday", "day", "month")
-
-
-def _where(df: pd.DataFrame, mask: np.ndarray, label: str) -> str:
-    """Describe the first offending row of ``mask``: its timestamp (or index) and, for files, its line."""
-    pos = int(np.flatnonzero(mask)[0])
-    return f"{label}: {int(mask.sum())} row(s), first {_position(df.index, pos, df.attrs.get('first_line'))}"
 
 
 def _position(index: pd.Index, pos: int, first_line: int | None = None) -> str:
@@ -51,20 +47,42 @@ def prepare_values(df: pd.DataFrame, *, name: str = "df") -> np.ndarray:
     """:func:`prepare_ohlcv` as a column-major float64 array [N, 6] (no DataFrame built: the fast path)."""
     if not isinstance(df, pd.DataFrame):
         raise DataError(f"{name} must be a pandas DataFrame, got {type(df).__name__}")
-    missing = [c for c in PRICE_COLUMNS if c not in df.columns]
+    return prepare_columns(df, df.index, name=name, first_line=df.attrs.get("first_line"))
+
+
+def _floats(column: Any) -> np.ndarray:
+    """A column as float64 (pandas' own conversion for a Series, so its errors are pandas')."""
+    if isinstance(column, pd.Series):
+        return column.to_numpy(dtype=np.float64)
+    return np.asarray(column, dtype=np.float64)
+
+
+def prepare_columns(
+    columns: Mapping[str, Any], index: pd.Index, *, name: str = "series", first_line: int | None = None
+) -> np.ndarray:
+    """:func:`prepare_values` for named columns (a DataFrame, or a feed's arrays by line name) and their index.
+
+    ``index`` labels rows in error messages (timestamps when it is a DatetimeIndex).
+    """
+    missing = [c for c in PRICE_COLUMNS if c not in columns]
     if missing:
         raise MissingColumnError(
-            f"{name} is missing required price column(s) {missing}; it has {list(df.columns)}"
+            f"{name} is missing required price column(s) {missing}; it has {list(columns)}"
         )
-    given = [c for c in FEATURE_COLUMNS if c in df.columns]
+    given = [c for c in FEATURE_COLUMNS if c in columns]
     try:
-        raw = np.column_stack([df[c].to_numpy(dtype=np.float64) for c in given])  # no frame indexing
+        raw = np.column_stack([_floats(columns[c]) for c in given])
     except (TypeError, ValueError) as exc:
         raise DataError(f"{name} has non-numeric values in the OHLCV columns: {exc}") from exc
+
+    def where(mask: np.ndarray, label: str) -> str:
+        pos = int(np.flatnonzero(mask)[0])
+        return f"{label}: {int(mask.sum())} row(s), first {_position(index, pos, first_line)}"
+
     finite = np.isfinite(raw)
     if not finite.all():
         cols = [c for j, c in enumerate(given) if not finite[:, j].all()]
-        raise NonFiniteValueError(_where(df, ~finite.all(axis=1), f"{name} has NaN/inf values in {cols}"))
+        raise NonFiniteValueError(where(~finite.all(axis=1), f"{name} has NaN/inf values in {cols}"))
     values = np.zeros((len(raw), len(FEATURE_COLUMNS)), order="F")  # column-major, as pandas keeps it
     for j, c in enumerate(given):
         values[:, FEATURE_COLUMNS.index(c)] = raw[:, j]
@@ -72,11 +90,11 @@ def prepare_values(df: pd.DataFrame, *, name: str = "df") -> np.ndarray:
         values[:, 5] = values[:, 4] * values[:, :4].mean(axis=1)
     prices = values[:, :4]
     if (prices <= 0).any():
-        raise NonPositivePriceError(_where(df, (prices <= 0).any(axis=1), f"{name} has non-positive prices"))
+        raise NonPositivePriceError(where((prices <= 0).any(axis=1), f"{name} has non-positive prices"))
     if (values[:, 1] < values[:, 2]).any():
-        raise NonPositivePriceError(_where(df, values[:, 1] < values[:, 2], f"{name} has high < low"))
+        raise NonPositivePriceError(where(values[:, 1] < values[:, 2], f"{name} has high < low"))
     if (values[:, 4:] < 0).any():
-        raise DataError(_where(df, (values[:, 4:] < 0).any(axis=1), f"{name} has negative volume/amount"))
+        raise DataError(where((values[:, 4:] < 0).any(axis=1), f"{name} has negative volume/amount"))
     return values
 
 

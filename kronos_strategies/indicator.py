@@ -16,7 +16,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from kronos_model.calibration import CalibrationSpec, OnlineCalibrator
-from kronos_model.data import prepare_values
+from kronos_model.data import prepare_columns
 from kronos_model.forecast import Forecast
 from kronos_model.series import PreparedSeries
 
@@ -303,7 +303,7 @@ class KronosSignal(bt.Indicator):
     def _series(self, columns: dict[str, np.ndarray], stamps: pd.DatetimeIndex) -> PreparedSeries:
         """Validated six features (amount derived from volume when the feed has no amount line) and stamps."""
         name = f"{type(self).__name__} input"
-        values = prepare_values(pd.DataFrame(columns), name=name)
+        values = prepare_columns(columns, stamps, name=name)
         return PreparedSeries.from_arrays(values, stamps, name=name)
 
     def _source_lines(self) -> tuple[str, ...]:

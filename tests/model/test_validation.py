@@ -153,3 +153,17 @@ def test_string_timestamps_are_parsed(tiny_predictor, window):
     a = _predict(tiny_predictor, df, x, y)
     b = _predict(tiny_predictor, df, x.dt.strftime("%Y-%m-%d"), y.dt.strftime("%Y-%m-%d"))
     np.testing.assert_array_equal(a.to_numpy(), b.to_numpy())
+
+
+def test_prepare_columns_equals_prepare_values_and_names_the_bar():
+    """The feed path (arrays by line name) gives the DataFrame path's numbers and names bad bars by time."""
+    from kronos_model.data import prepare_columns, prepare_values
+
+    idx = pd.date_range("2020-01-01", periods=5, freq="D")
+    cols = {"open": [1.0, 2, 3, 4, 5], "high": [2.0, 3, 4, 5, 6], "low": [0.5, 1, 2, 3, 4],
+            "close": [1.5, 2, 3, 4, 5], "volume": [10.0, 11, 12, 13, 14]}  # fmt: skip
+    arrays = {k: np.asarray(v) for k, v in cols.items()}
+    np.testing.assert_array_equal(prepare_columns(arrays, idx), prepare_values(pd.DataFrame(cols, index=idx)))
+    arrays["close"][2] = np.nan
+    with pytest.raises(NonFiniteValueError, match=r"at 2020-01-03 00:00:00 \(position 2\)"):
+        prepare_columns(arrays, idx, name="feed")
