@@ -1,8 +1,8 @@
 """The README's fine-tuning, backtest, walk-forward and sweep examples, executed as written in a scratch folder.
 
 The code of each block is run unchanged; only the folder around it is prepared (the files its relative paths
-name). Where a block as written takes minutes, the slow tier runs it; the fine-tuning block also runs in the
-default tier with its steps and window sizes capped, so a broken example shows up in ``make test`` too.
+name). Where a block as written takes minutes, the slow tier runs it. The fine-tuning block runs in the default
+tier with its steps and window sizes capped (as written, 500 steps of both modules, it is minutes of CPU).
 """
 
 from __future__ import annotations
@@ -67,13 +67,6 @@ def test_finetune_example_runs_with_few_steps(scratch, training_frames, monkeypa
 
 
 @pytest.mark.slow
-def test_finetune_example_runs_as_written(scratch, training_frames):
-    names = run_block(block("result = finetune("), training_frames)
-    assert len(names["result"].predictor_result.record["step_losses"]) == 500
-    _check_finetune_result(names, scratch / "my-kronos")
-
-
-@pytest.mark.slow
 def test_backtest_example_runs_as_written(scratch, sp500):
     import backtrader as bt
 
@@ -102,7 +95,7 @@ def test_walkforward_example_runs(scratch):
 @pytest.mark.slow
 def test_sweep_example_runs_on_a_loopback_cluster(scratch):
     """The notebook block with ``SCHEDULER`` pointed at a LocalCluster on 127.0.0.1 and a shorter sweep YAML."""
-    from distributed import LocalCluster
+    from distributed import LocalCluster, default_client
 
     raw = yaml.safe_load((ROOT / "backtests" / "sp500_sweep.yaml").read_text())
     raw["dates"] = {"start": "2018-10-01", "end": "2018-12-31"}
@@ -115,5 +108,6 @@ def test_sweep_example_runs_on_a_loopback_cluster(scratch):
     assert line in code
     with LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster:
         names = run_block(code.replace(line, f"SCHEDULER = {cluster.scheduler_address!r}"))
+        default_client().close()  # the example leaves its Client open, as a notebook would
     assert len(names["result"].table) == 4 and (scratch / "sweeps" / "desk" / "results.csv").is_file()
     assert (scratch / "sweeps" / "sp500_sweep" / "results.csv").is_file()
