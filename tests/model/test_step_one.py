@@ -91,3 +91,23 @@ def test_weighted_tokenizer_loss_is_the_weighted_mean_of_squared_errors(tiny_pre
     by_hand = (((z_pre - x)[:, -1] ** 2).mean() + ((z - x)[:, -1] ** 2).mean() + bsq) / 2
     assert weighted.item() == pytest.approx(by_hand.item(), rel=1e-5)
     assert metric_w.item() == pytest.approx(metric.item())  # the validation metric stays the plain MSE
+
+
+def test_card_verdict_counts_test_series_meeting_the_targets():
+    from kronos_model.train_default import _step_one_verdict
+
+    def row(ratio, ratio_a, share, share_a):
+        return {
+            "offset_ratio": ratio,
+            "offset_ratio_anchored": ratio_a,
+            "p_up_extreme_share": share,
+            "p_up_extreme_share_anchored": share_a,
+        }
+
+    rows = {
+        "validation": [row(1.0, 0.5, 0.4, 0.1), row(0.8, 0.3, 0.2, 0.0)],
+        "test": [row(1.0, 0.2, 0.3, 0.05), row(1.0, 0.26, 0.3, 0.06), row(1.0, 0.25, 0.0, 0.0)],
+    }
+    text = _step_one_verdict(rows)
+    assert "from 0.90 to 0.40" in text and "from 30% to 5%" in text
+    assert "<= 0.25 on 2 of 3" in text and "<= 5 % on 2 of 3" in text
