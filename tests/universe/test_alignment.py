@@ -7,6 +7,7 @@ import pytest
 
 from kronos_model.errors import DataError, InsufficientHistoryError
 from kronos_strategies.errors import ConfigError
+from kronos_strategies.forecasting import ANCHOR_DEFAULT
 from kronos_strategies.universe.runner import run_universe_backtest
 
 from .conftest import FAST, universe_config
@@ -42,8 +43,8 @@ def test_missing_bar_late_start_and_delisting(tmp_path, ragged, counting_predict
     nxt = c.index.get_loc(uni.index[t_gap + 1])
     window = c.iloc[nxt - LB + 1 : nxt + 1]
     assert gap not in window.index and len(window) == LB
-    direct = counting_predictor.forecast_batch(
-        [window], FAST["pred_len"], sample_count=FAST["sample_count"], seed=0
+    direct = counting_predictor.forecast_batch(  # anchored like the run (indicator.anchor's default)
+        [window], FAST["pred_len"], sample_count=FAST["sample_count"], seed=0, anchor=ANCHOR_DEFAULT
     )[0]
     assert table.signal[t_gap + 1, col["C"]] == direct.expected_return(FAST["horizon"])
     # IPO: D is ranked from its LB-th own bar on, never before
