@@ -173,7 +173,7 @@ def prepare_universe(
 
         torch.set_num_threads(cfg.engine.threads)
     spec = ForecastSpec(pred_len=ind.pred_len, sample_count=ind.sample_count, T=ind.T, top_k=ind.top_k,
-                        top_p=ind.top_p, seed=ind.seed)  # fmt: skip
+                        top_p=ind.top_p, seed=ind.seed, anchor=ind.anchor)  # fmt: skip
     lo, hi = ind.quantiles
     calibration = CalibrationSpec.coerce(
         ind.calibration, target=round(hi - lo, 12), where="indicator.calibration"
