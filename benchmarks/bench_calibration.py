@@ -7,7 +7,7 @@ windows: coverage of the central 80 % band and CRPS (return units), means over h
 ``calibrated`` is Kronos with its bands calibrated online (``kronos_model.calibration``, ACI defaults); it
 includes the warm-up origins (the raw band) at the start of each series.
 
-    python benchmarks/bench_calibration.py [--origins 1000] [--series spy_1d,btcusdt_binance_1h] [--anchor]
+    python benchmarks/bench_calibration.py [--origins 1000] [--series spy_1d,btcusdt_binance_1h] [--no-anchor]
 
 Prints one row per series and writes ``--out`` (JSON, default benchmarks/results/calibration.json). Skips
 (exit 0, with the reason) when ``../shared/data`` is absent.
@@ -24,6 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from kronos_strategies.forecasting import ANCHOR_DEFAULT  # noqa: E402  (the project's default)
 
 SHARED = ROOT.parent / "shared" / "data"
 DAILY = ("spy_1d", "aapl_1d", "ibm_1d", "bac_1d", "eem_1d", "nvda_1d", "btcusd_coinbase_1d")
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lookback", type=int, default=256)
     parser.add_argument("--pred-len", type=int, default=5)
     parser.add_argument("--sample-count", type=int, default=20)
-    parser.add_argument("--anchor", action=argparse.BooleanOptionalAction, default=False)
+    parser.add_argument("--anchor", action=argparse.BooleanOptionalAction, default=ANCHOR_DEFAULT)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (a shared 2-core box: 1)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "calibration.json"))
     args = parser.parse_args(argv)
