@@ -9,6 +9,7 @@ from . import _threads  # noqa: F401  (first: sets the OpenMP wait policy before
 from .calibration import CalibrationSpec, OnlineCalibrator, calibrate_forecasts
 from .config import KronosConfig, KronosTokenizerConfig
 from .errors import (
+    ArgumentError,
     CheckpointError,
     ConfigError,
     DataError,
@@ -18,6 +19,7 @@ from .errors import (
     LookaheadError,
     SamplingError,
     TrainingError,
+    UnknownNameError,
 )
 from .forecast import Forecast
 from .predictor import KronosPredictor
@@ -28,6 +30,7 @@ __all__ = [
     "CalibrationSpec",
     "OnlineCalibrator",
     "calibrate_forecasts",
+    "ArgumentError",
     "CheckpointError",
     "ConfigError",
     "DataError",
@@ -36,6 +39,7 @@ __all__ = [
     "LookaheadError",
     "SamplingError",
     "TrainingError",
+    "UnknownNameError",
     "Forecast",
     "Kronos",
     "KronosConfig",

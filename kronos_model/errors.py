@@ -65,6 +65,17 @@ class SamplingError(KronosError, ValueError):
     """A sampling argument (temperature, top-k, top-p, sample_count) is out of range."""
 
 
+class ArgumentError(KronosError, ValueError):
+    """A public method got an argument outside its domain (a horizon past pred_len, a level outside (0, 1))."""
+
+
+class UnknownNameError(ArgumentError, KeyError):
+    """A column, metric or other name that the object does not have (also a ``KeyError``, as it was)."""
+
+    def __str__(self) -> str:  # the message, not KeyError's quoted repr of it
+        return str(self.args[0]) if self.args else ""
+
+
 class CheckpointError(KronosError):
     """A checkpoint is missing, not safetensors, or does not match the model's config or shapes."""
 

@@ -22,7 +22,7 @@ import pandas as pd
 from .baselines import BASELINES, run_baseline
 from .calibration import CalibrationSpec, calibrate_paths
 from .data import check_time_order, frame_timestamps, prepare_ohlcv
-from .errors import DataError, InsufficientHistoryError, LookaheadError, SamplingError
+from .errors import DataError, InsufficientHistoryError, LookaheadError, SamplingError, UnknownNameError
 from .metrics import METRIC_NAMES, score_paths
 from .plotting import new_figure, plot_calibration, save_figure
 from .reliability import RELIABILITY_LEVELS, pit_histogram, pit_values, reliability
@@ -127,7 +127,7 @@ class EvaluationResult:
     def metric(self, name: str) -> pd.DataFrame:
         """One metric as a table [horizon x method]."""
         if name not in self.scores.columns:
-            raise KeyError(f"unknown metric {name!r}; choose from {list(self.scores.columns)}")
+            raise UnknownNameError(f"unknown metric {name!r}; choose from {list(self.scores.columns)}")
         return self.scores[name].unstack(0)[self.methods]
 
     def at(self, horizon: int) -> pd.DataFrame:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .data import FEATURE_COLUMNS
+from .errors import ArgumentError, UnknownNameError
 
 
 @dataclass(frozen=True)
@@ -51,12 +52,12 @@ class Forecast:
         try:
             return self.columns.index(column)
         except ValueError:
-            raise KeyError(f"unknown column {column!r}; choose one of {self.columns}") from None
+            raise UnknownNameError(f"unknown column {column!r}; choose one of {self.columns}") from None
 
     def _step(self, horizon: int | None) -> int:
         h = self.pred_len if horizon is None else int(horizon)
         if not 1 <= h <= self.pred_len:
-            raise ValueError(f"horizon must be in [1, {self.pred_len}], got {horizon}")
+            raise ArgumentError(f"horizon must be in [1, {self.pred_len}], got {horizon}")
         return h - 1
 
     def paths(self, column: str = "close") -> np.ndarray:
@@ -67,7 +68,7 @@ class Forecast:
         """Quantile(s) over the samples per step: [pred_len] for a scalar q, [len(q), pred_len] otherwise."""
         qs = np.asarray(q, dtype=np.float64)
         if ((qs < 0) | (qs > 1)).any():
-            raise ValueError(f"quantile levels must lie in [0, 1], got {q}")
+            raise ArgumentError(f"quantile levels must lie in [0, 1], got {q}")
         return np.quantile(self.paths(column), qs, axis=0).astype(np.float32)
 
     def cumulative_returns(self) -> np.ndarray:

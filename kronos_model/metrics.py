@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import ArgumentError
+
 __all__ = [
     "METRIC_NAMES",
     "abs_step_returns",
@@ -151,7 +153,7 @@ def central_interval(
     :meth:`Forecast.quantile` computes them.
     """
     if not 0.0 < level < 1.0:
-        raise ValueError(f"interval level must lie in (0, 1), got {level}")
+        raise ArgumentError(f"interval level must lie in (0, 1), got {level}")
     lo, hi = np.quantile(np.asarray(samples, np.float64), [(1 - level) / 2, (1 + level) / 2], axis=axis)
     return lo, hi
 
@@ -222,7 +224,7 @@ def score_paths(
     base = np.asarray(last_close, np.float64)
     n, _, h = paths.shape
     if realised.shape != (n, h) or base.shape != (n,):
-        raise ValueError(
+        raise ArgumentError(
             f"shapes disagree: paths {paths.shape}, realised {realised.shape}, last {base.shape}"
         )
     rel = paths / base[:, None, None]
