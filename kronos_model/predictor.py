@@ -16,12 +16,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .batching import pad_windows, seeded_draws
 from .data import FEATURE_COLUMNS
 from .errors import DataError, SamplingError
 from .forecast import Forecast
 from .generation import SamplingArgs, generate
 from .hub import DEFAULT_MODEL, module_fingerprint
 from .kv_cache import kv_bytes
+from .reference_api import ReferenceAPI
 from .registry import resolve_pair
 from .sampling import check_sampling_args
 from .series import ForecastWindow, PreparedSeries
@@ -44,7 +46,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
-class KronosPredictor:
+class KronosPredictor(ReferenceAPI):
     """Forecast future candles with a Kronos tokenizer + predictor pair.
 
     Parameters
@@ -172,27 +174,8 @@ class KronosPredictor:
         anchor: bool = False,
     ) -> np.ndarray:
         """Generate for one batch of windows -> decoded normalised paths [B, S, P, 6] (float32 numpy)."""
-        width = max(len(w.x) for w in windows)
-        x = np.zeros((len(windows), width, len(FEATURE_COLUMNS)), np.float32)
-        stamps = np.zeros((len(windows), width + pred_len, 5), np.float32)
-        for i, w in enumerate(windows):
-            x[i, width - len(w.x) :] = w.x
-            stamps[i, width - len(w.x) :] = w.stamps
-        lengths = torch.tensor([len(w.x) for w in windows])
-        uniforms = None
-        if seed is not None:  # each window draws from its own stream: results never depend on the batch
-            seeds = [seed] * len(windows) if isinstance(seed, int | np.integer) else list(seed)
-            per_window = [
-                torch.rand(
-                    sample_count,
-                    pred_len,
-                    2,
-                    dtype=torch.float64,
-                    generator=torch.Generator().manual_seed(int(s)),
-                )
-                for s in seeds
-            ]
-            uniforms = torch.cat(per_window)
+        x, stamps, lengths = pad_windows(windows, pred_len)
+        uniforms = None if seed is None else seeded_draws(seed, len(windows), sample_count, pred_len)
         sampling = SamplingArgs(
             T=T, top_k=top_k, top_p=top_p, generator=generator, uniforms=uniforms, sampler=self._sampler
         )
@@ -284,77 +267,6 @@ class KronosPredictor:
         elem = torch.finfo(self.dtype).bits // 8
         per_window = kv_bytes(cfg.n_layers + 1, width, cfg.d_model, elem, 1, sample_count, pred_len)
         return max(1, int(self.max_batch_bytes // per_window))
-
-    # -- reference API --------------------------------------------------------------------------
-    def predict(
-        self,
-        df: pd.DataFrame,
-        x_timestamp,
-        y_timestamp,
-        pred_len: int,
-        T: float = 1.0,
-        top_k: int = 0,
-        top_p: float = 0.9,
-        sample_count: int = 1,
-        verbose: bool = True,
-        *,
-        seed: int | None = None,
-        generator: torch.Generator | None = None,
-        use_cache: bool = True,
-    ) -> pd.DataFrame:
-        """Mean forecast (reference signature): DataFrame of the six columns indexed by ``y_timestamp``."""
-        window = self._window(df, x_timestamp, y_timestamp, pred_len, "df")
-        paths = self._generate_all(
-            [window], pred_len, sample_count, T, top_k, top_p, seed, generator, use_cache, None, False
-        )
-        return self._mean_frame(window, paths[0])
-
-    def predict_batch(
-        self,
-        df_list: Sequence[pd.DataFrame],
-        x_timestamp_list,
-        y_timestamp_list,
-        pred_len: int,
-        T: float = 1.0,
-        top_k: int = 0,
-        top_p: float = 0.9,
-        sample_count: int = 1,
-        verbose: bool = True,
-        *,
-        seed: int | Sequence[int] | None = None,
-        generator: torch.Generator | None = None,
-        use_cache: bool = True,
-        batch_size: int | None = None,
-    ) -> list[pd.DataFrame]:
-        """Mean forecasts of several windows in one batched call; lookbacks may differ in length."""
-        for arg, label in (
-            (df_list, "df_list"),
-            (x_timestamp_list, "x_timestamp_list"),
-            (y_timestamp_list, "y_timestamp_list"),
-        ):
-            if not isinstance(arg, list | tuple):
-                raise DataError(f"{label} must be a list or tuple, got {type(arg).__name__}")
-        if not len(df_list) == len(x_timestamp_list) == len(y_timestamp_list):
-            raise DataError(
-                f"df_list, x_timestamp_list and y_timestamp_list must have equal lengths, got "
-                f"{len(df_list)}, {len(x_timestamp_list)}, {len(y_timestamp_list)}"
-            )
-        if not df_list:
-            raise DataError("df_list is empty")
-        windows = [
-            self._window(df, xs, ys, pred_len, f"df_list[{i}]")
-            for i, (df, xs, ys) in enumerate(zip(df_list, x_timestamp_list, y_timestamp_list))
-        ]
-        paths = self._generate_all(
-            windows, pred_len, sample_count, T, top_k, top_p, seed, generator, use_cache, batch_size, False
-        )
-        return [self._mean_frame(w, p) for w, p in zip(windows, paths)]
-
-    @staticmethod
-    def _mean_frame(window: ForecastWindow, paths: np.ndarray) -> pd.DataFrame:
-        mean_norm = np.mean(paths, axis=0)  # average in normalised space, as the reference does
-        values = mean_norm * (window.std + 1e-5) + window.mean
-        return pd.DataFrame(values, columns=list(FEATURE_COLUMNS), index=window.y_index)
 
     # -- probabilistic API ----------------------------------------------------------------------
     def forecast(
@@ -495,20 +407,7 @@ class KronosPredictor:
 
     def _forecasts(self, windows: list[ForecastWindow], pred_len: int, **kwargs: Any) -> list[Forecast]:
         """Generate every window's paths and de-normalise them into :class:`Forecast` objects."""
-        paths = self._generate_all(
-            windows,
-            pred_len,
-            kwargs["sample_count"],
-            kwargs["T"],
-            kwargs["top_k"],
-            kwargs["top_p"],
-            kwargs["seed"],
-            kwargs["generator"],
-            kwargs["use_cache"],
-            kwargs["batch_size"],
-            kwargs["verbose"],
-            kwargs["anchor"],
-        )
+        paths = self._generate_all(windows, pred_len, **kwargs)  # the keywords of forecast_batch
         return [
             Forecast(
                 samples=(p * (w.std + 1e-5) + w.mean).astype(np.float32),
