@@ -357,6 +357,47 @@ def _train_step(
     return step_loss
 
 
+def _training_record(
+    kind: str,
+    module: nn.Module,
+    cfg: FinetuneConfig,
+    series: list[Series],
+    split: Any,
+    st: _State,
+    best: float | None,
+    run: dict[str, Any],
+    extra_record: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """``training_record.json``: config, data fingerprint and ranges, every step's loss, the epochs, the run."""
+    return {
+        "kind": kind,
+        "config": asdict(cfg),
+        "model_config": _module_config(module),
+        "seed": cfg.seed,
+        "device": run["device"],
+        "world_size": run["world_size"],
+        "micro_batch_size": run["micro_batch_size"],
+        "accumulation_steps": run["accumulation_steps"],
+        "resumed_at_step": run["resumed_at_step"],
+        "window": run["window"],
+        "data_fingerprint": data_fingerprint(series),
+        "data": date_ranges(series, split),
+        "cutoff": None if split.cutoff is None else str(split.cutoff),
+        "train_windows": len(split.train),
+        "val_windows": len(split.val),
+        "steps": st.step,
+        "epochs": st.history,
+        "step_losses": st.step_losses,  # global-batch mean loss of every optimiser step
+        "best_epoch": st.best_epoch,
+        "best_val_loss": best,
+        "stopped_early": run["stopped_early"],
+        "wall_seconds": run["wall_seconds"],
+        "versions": _versions(),
+        "val_metric": "mse(z, x)" if kind == "tokenizer" else "(ce_s1 + ce_s2) / 2, teacher-forced s2",
+        **(extra_record or {}),
+    }
+
+
 def _fit(
     kind: str,
     module: nn.Module,
@@ -459,31 +500,8 @@ def _fit(
         module.load_state_dict(st.best_state)
     module.eval()
     best = None if math.isinf(st.best_val) else st.best_val
-    record = {
-        "kind": kind,
-        "config": asdict(cfg),
-        "model_config": _module_config(module),
-        "seed": cfg.seed,
-        "device": str(device),
-        "world_size": ctx.world_size,
-        "micro_batch_size": micro,
-        "accumulation_steps": accum,
-        "resumed_at_step": resumed_at or None,
-        "window": window,
-        "data_fingerprint": data_fingerprint(series),
-        "data": date_ranges(series, split),
-        "cutoff": None if split.cutoff is None else str(split.cutoff),
-        "train_windows": len(split.train),
-        "val_windows": len(split.val),
-        "steps": st.step,
-        "epochs": st.history,
-        "step_losses": st.step_losses,  # global-batch mean loss of every optimiser step
-        "best_epoch": st.best_epoch,
-        "best_val_loss": best,
-        "stopped_early": stopped_early,
-        "wall_seconds": round(time.perf_counter() - started, 2),
-        "versions": _versions(),
-        "val_metric": "mse(z, x)" if kind == "tokenizer" else "(ce_s1 + ce_s2) / 2, teacher-forced s2",
-        **(extra_record or {}),
-    }
+    run = {"device": str(device), "world_size": ctx.world_size, "micro_batch_size": micro,
+           "accumulation_steps": accum, "resumed_at_step": resumed_at or None, "window": window,
+           "stopped_early": stopped_early, "wall_seconds": round(time.perf_counter() - started, 2)}  # fmt: skip
+    record = _training_record(kind, module, cfg, series, split, st, best, run, extra_record)
     return TrainResult(kind, module, st.history, st.best_epoch, best, stopped_early, record)
