@@ -155,6 +155,13 @@ def live_forecaster(
     limit = getattr(predictor, "max_context", None)
     if limit is not None and ind.lookback > int(limit):
         raise ConfigError(f"indicator.lookback={ind.lookback} exceeds the model's context of {limit} bars")
+    if (
+        ind.calibration is not None
+    ):  # the live forecaster has no per-asset calibrators: its orders would differ
+        raise ConfigError(
+            "indicator.calibration is not supported when paper-trading a universe yet (the live ranking would "
+            "use raw bands while the backtest used calibrated ones): remove indicator.calibration for this session"
+        )
     spec = ForecastSpec(pred_len=ind.pred_len, sample_count=ind.sample_count, T=ind.T, top_k=ind.top_k,
                         top_p=ind.top_p, seed=ind.seed, anchor=ind.anchor)  # fmt: skip
     return LiveUniverseForecaster(names, predictor, spec, ind.cache_dir, lookback=ind.lookback,

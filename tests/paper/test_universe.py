@@ -153,6 +153,12 @@ def test_a_ranking_strategy_without_a_universe_or_short_on_spot_is_refused(unive
     with pytest.raises(ConfigError, match="which a ccxt spot account .sandbox mode. cannot"):
         PaperSession(config, strategy, params, env=ENV, markets=markets)
     assert not (tmp_path / "s.sqlite").exists()
+    calibrated = load_config(universe_config(tmp_path, emu.url))
+    calibrated.indicator.calibration = {"method": "aci"}  # raw live bands would rank unlike the backtest
+    with pytest.raises(
+        ConfigError, match="indicator.calibration is not supported when paper-trading a universe"
+    ):
+        universe_strategy(calibrated, markets, MomentumForecaster())
     with pytest.raises(ConfigError, match="is binance 1h but paper: trades binance 1m"):
         universe_markets(load_config(universe_config(tmp_path, emu.url) | {"universe": {"assets": [
             {"source": "ccxt", "symbol": "BTC/USDT", "timeframe": "1h", "since": "2024-01-01"},
