@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -26,6 +23,7 @@ from .datacheck import DataWarning, data_warnings
 from .errors import ConfigError
 from .feeds import bar_timestamps, data_fingerprint, load_dataset, make_feed, read_ohlcv, slice_with_warmup
 from .indicator import ForecastStats, KronosSignal
+from .run_folders import point_latest, report_folder, run_folder  # noqa: F401  (public here too)
 from .strategy import KronosStrategy, configure_broker, load_object
 
 __all__ = ["BacktestResult", "load_model", "load_bars", "run_backtest"]
@@ -336,39 +334,6 @@ def run_hints(cfg: BacktestConfig, result: BacktestResult) -> list[str]:
             "for this market, or trade less (higher strategy.params.enter, indicator.every)"
         ]
     return []
-
-
-def report_folder(base: Path, cfg: BacktestConfig, data_hash: str, *, new_folder: bool, force: bool) -> Path:
-    """Where a run's reports go: a fresh run folder under ``base`` (``new_folder``), else ``base`` itself,
-    refused when it already holds a run (``manifest.json``) unless ``force``. Checked before any work."""
-    if new_folder:
-        return run_folder(base, cfg, data_hash)
-    if not force and (base / "manifest.json").exists():
-        raise ConfigError(
-            f"{base} already holds a run (manifest.json); pass --force to overwrite it or choose another --out"
-        )
-    return base
-
-
-def run_folder(base: Path, cfg: BacktestConfig, data_hash: str) -> Path:
-    """A new, unused ``<base>/<UTC YYYYmmdd-HHMMSS>-<8 hex of config + data>/`` path for one run's reports."""
-    digest = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode())
-    digest.update(data_hash.encode())
-    stem = f"{pd.Timestamp.now(tz='UTC'):%Y%m%d-%H%M%S}-{digest.hexdigest()[:8]}"
-    path, n = base / stem, 1
-    while path.exists():  # the same config twice within one second
-        n += 1
-        path = base / f"{stem}-{n}"
-    return path
-
-
-def point_latest(run_dir: Path) -> None:
-    """Make ``<run_dir>/../latest`` a relative link to ``run_dir`` (replaced atomically)."""
-    link = run_dir.parent / "latest"
-    tmp = run_dir.parent / f".latest-{os.getpid()}"
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(run_dir.name, target_is_directory=True)
-    os.replace(tmp, link)
 
 
 def _collect(

@@ -20,7 +20,8 @@ from ..errors import ConfigError
 from ..feeds import bar_timestamps, data_fingerprint, make_feed
 from ..forecasting import ForecastSpec
 from ..indicator import ForecastStats, resolve_cache
-from ..runner import load_model, point_latest, report_folder
+from ..run_folders import point_latest, report_folder
+from ..runner import load_model
 from ..strategy import configure_broker, load_object
 from .assets import load_universe, universe_fingerprint, validated
 from .calendar import AlignedUniverse, align_universe
@@ -54,7 +55,9 @@ class UniverseResult:
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
-    walkforward: list[dict[str, Any]] = field(default_factory=list)  # one entry per fold with a finetune: block
+    walkforward: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # one entry per fold with a finetune: block
 
 
 def strategy_class(cfg: BacktestConfig) -> type[UniverseStrategy]:
@@ -98,7 +101,9 @@ def run_universe_backtest(
     uni: UniverseConfig = cfg.universe
     strategy_cls = strategy_class(cfg)
     if cfg.finetune is not None and cfg.engine.mode != "vectorised":
-        raise ConfigError("walk-forward on a universe (finetune:) runs in vectorised mode: set engine.mode: vectorised")
+        raise ConfigError(
+            "walk-forward on a universe (finetune:) runs in vectorised mode: set engine.mode: vectorised"
+        )
     raw = validated(dict(frames)) if frames is not None else load_universe(cfg)
     if write_reports:  # refused before any work, as for one asset
         base = Path(out_dir) if out_dir is not None else cfg.output_dir
